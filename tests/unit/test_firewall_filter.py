@@ -1,0 +1,88 @@
+"""Unit tests for roles/firewall/filter_plugins/firewall.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+_PATH = Path(__file__).resolve().parents[2] / "roles/firewall/filter_plugins/firewall.py"
+_spec = importlib.util.spec_from_file_location("firewall_filter", _PATH)
+fw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fw)
+
+SERVICES = [
+    {"name": "https", "ports": [80, 443], "on_groups": ["lb"], "public": True},
+    {"name": "platform_api", "ports": ["3001-3004"], "on_groups": ["app"], "from_groups": ["lb"]},
+    {"name": "pgbouncer", "ports": [6432], "on_groups": ["db"], "from_groups": ["app"]},
+]
+GROUPS = {"lb": ["lb1"], "app": ["app1", "app2"], "db": ["db1"]}
+HOSTVARS = {
+    "lb1": {"ansible_facts": {"all_ipv4_addresses": ["10.0.0.10"], "all_ipv6_addresses": ["fe80::1", "2001:db8::10"]}},
+    "app1": {"ansible_host": "10.0.1.11"},
+    "app2": {"firewall_address": "10.0.1.12"},
+    "db1": {"ansible_host": "db1.example"},
+}
+
+
+def test_app_host_gets_only_lb_sources():
+    rules = fw.firewall_rules(SERVICES, ["app"], GROUPS, HOSTVARS)
+    assert [r["name"] for r in rules] == ["platform_api"]
+    assert rules[0]["v4"] == ["10.0.0.10/32"]
+    # Link-local addresses are never sources; global IPv6 ones are.
+    assert rules[0]["v6"] == ["2001:db8::10/128"]
+    assert rules[0]["public"] is False
+
+
+def test_db_host_allows_every_app_host_and_collapses():
+    rules = fw.firewall_rules(SERVICES, ["db"], GROUPS, HOSTVARS)
+    assert rules[0]["v4"] == ["10.0.1.11/32", "10.0.1.12/32"]
+
+
+def test_all_in_one_host_gets_every_rule():
+    rules = fw.firewall_rules(SERVICES, ["lb", "app", "db"], GROUPS, HOSTVARS)
+    assert {r["name"] for r in rules} == {"https", "platform_api", "pgbouncer"}
+    https = next(r for r in rules if r["name"] == "https")
+    assert https["public"] and https["v4"] == [] and https["ports"] == ["80", "443"]
+
+
+def test_unresolvable_source_host_is_a_clear_error():
+    services = [{"name": "pg", "ports": [5432], "on_groups": ["lb"], "from_groups": ["db"]}]
+    with pytest.raises(AnsibleFilterError, match="cannot tell the address of host 'db1'"):
+        fw.firewall_rules(services, ["lb"], GROUPS, HOSTVARS)
+
+
+def test_unknown_source_group_opens_nothing():
+    services = [{"name": "pg", "ports": [5432], "on_groups": ["db"], "from_groups": ["nosuch"]}]
+    rules = fw.firewall_rules(services, ["db"], GROUPS, HOSTVARS)
+    assert rules[0]["v4"] == [] and rules[0]["v6"] == []
+
+
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [
+        ({"name": "x", "ports": [0], "on_groups": ["lb"], "public": True}, "invalid port"),
+        ({"name": "x", "ports": ["3004-3001"], "on_groups": ["lb"], "public": True}, "invalid port"),
+        ({"name": "x", "ports": [], "on_groups": ["lb"], "public": True}, "has no ports"),
+        ({"name": "x", "ports": [1], "on_groups": ["lb"]}, "needs public"),
+        ({"name": "x", "ports": [1], "on_groups": ["lb"], "public": True, "from_groups": ["a"]}, "both public"),
+        ({"name": "x", "ports": [1], "proto": "sctp", "on_groups": ["lb"], "public": True}, "tcp or udp"),
+        ({"name": "bad name", "ports": [1], "on_groups": ["lb"], "public": True}, "invalid or missing name"),
+    ],
+)
+def test_invalid_service_declarations_are_refused(service, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        fw.firewall_rules([service], ["lb"], GROUPS, HOSTVARS)
+
+
+def test_cidrs_split_validate_and_collapse():
+    out = fw.firewall_cidrs(["192.0.2.0/25", "192.0.2.128/25", "2001:db8::/32", "198.51.100.7"])
+    assert out == {"v4": ["192.0.2.0/24", "198.51.100.7/32"], "v6": ["2001:db8::/32"]}
+
+
+@pytest.mark.parametrize("bad", [["10.0.0.300/24"], ["not-a-cidr"], "10.0.0.0/8"])
+def test_cidrs_refuse_bad_input(bad):
+    with pytest.raises(AnsibleFilterError):
+        fw.firewall_cidrs(bad)
