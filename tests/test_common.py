@@ -52,7 +52,8 @@ def test_unattended_upgrades_active_for_security(host):
     # unattended-upgrade accepts the configuration and finds the security origin.
     dry = host.run("unattended-upgrade --dry-run --debug 2>&1 | head -40")
     assert dry.rc == 0
-    assert "Allowed origins are:" in dry.stdout and "Debian-Security" in dry.stdout
+    assert "Allowed origins are:" in dry.stdout
+    assert "Debian-Security" in dry.stdout
 
 
 def test_sysctl_file_holds_the_hardening_keys(host):

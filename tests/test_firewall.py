@@ -32,7 +32,8 @@ def test_ssh_only_from_admin_networks(host, ruleset, hostvars):
     text = json.dumps(elements)
     for cidr in hostvars["firewall_admin_cidrs"]:
         addr, _, length = cidr.partition("/")
-        assert addr in text and (not length or length in text)
+        assert addr in text
+        assert not length or length in text
 
 
 def test_service_matrix_follows_groups(group_names, ruleset):

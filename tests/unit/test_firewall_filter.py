@@ -45,7 +45,9 @@ def test_all_in_one_host_gets_every_rule():
     rules = fw.firewall_rules(SERVICES, ["lb", "app", "db"], GROUPS, HOSTVARS)
     assert {r["name"] for r in rules} == {"https", "platform_api", "pgbouncer"}
     https = next(r for r in rules if r["name"] == "https")
-    assert https["public"] and https["v4"] == [] and https["ports"] == ["80", "443"]
+    assert https["public"]
+    assert https["v4"] == []
+    assert https["ports"] == ["80", "443"]
 
 
 def test_unresolvable_source_host_is_a_clear_error():
@@ -57,7 +59,8 @@ def test_unresolvable_source_host_is_a_clear_error():
 def test_unknown_source_group_opens_nothing():
     services = [{"name": "pg", "ports": [5432], "on_groups": ["db"], "from_groups": ["nosuch"]}]
     rules = fw.firewall_rules(services, ["db"], GROUPS, HOSTVARS)
-    assert rules[0]["v4"] == [] and rules[0]["v6"] == []
+    assert rules[0]["v4"] == []
+    assert rules[0]["v6"] == []
 
 
 @pytest.mark.parametrize(
