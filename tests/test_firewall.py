@@ -16,6 +16,9 @@ def test_nftables_enabled_and_ruleset_loaded(host, ruleset):
     assert "hook input priority filter; policy drop;" in ruleset
     assert "ct state established,related accept" in ruleset
     assert 'iif "lo" accept' in ruleset
+    # ICMP essentials stay open (path MTU discovery, unreachables, IPv6 neighbour discovery).
+    assert "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept" in ruleset
+    assert "nd-neighbor-solicit" in ruleset
 
 
 def test_ruleset_on_disk_is_valid(host):
