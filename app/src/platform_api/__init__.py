@@ -1,0 +1,114 @@
+"""platform_api: the multi-tenant API backend (Flask on gunicorn)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from flask import Flask, Response, g, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from werkzeug.exceptions import HTTPException
+
+from . import logs, metrics
+from .config import ConfigError, Settings
+from .db import Database
+from .health import Health
+from .trpc import Router, code_for_status, error_envelope
+
+__all__ = ["ConfigError", "Settings", "create_app"]
+
+log = logging.getLogger("platform_api")
+
+
+def _init_sentry(settings: Settings) -> None:
+    if not settings.sentry_dsn:
+        return
+    try:
+        import sentry_sdk
+    except ImportError:
+        raise ConfigError("SENTRY_DSN", "is set but sentry-sdk is not installed") from None
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.env,
+        release=settings.app_version,
+        send_default_pii=False,
+        traces_sample_rate=0.0,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The application factory. The pool is created here, never at import."""
+    settings = settings or Settings.from_env()
+    logs.setup(settings.log_level)
+    _init_sentry(settings)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db = Database(settings)
+    db.open(wait=False)
+    cache = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.health_timeout,
+        socket_connect_timeout=settings.health_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    health = Health(db, cache, settings.app_version, settings.health_timeout)
+    router = Router()
+    health.register(router)
+    app.register_blueprint(router.blueprint())
+    app.extensions["platform"] = {"settings": settings, "db": db, "redis": cache, "health": health, "router": router}
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(health.liveness())
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        body, status = health.readiness()
+        return jsonify(body), status
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        db.update_pool_gauges()
+        payload, content_type = metrics.exposition()
+        return Response(payload, content_type=content_type)
+
+    @app.before_request
+    def start_request() -> None:
+        g.request_id = logs.request_id_from(request.headers.get("X-Request-ID"))
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        route = g.get("trpc_route") or (request.url_rule.rule if request.url_rule else "unknown")
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        metrics.API_REQUEST_DURATION.labels(request.method, route).observe(elapsed)
+        if response.status_code >= 400:
+            metrics.API_REQUEST_ERRORS.labels(route, code_for_status(response.status_code)).inc()
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        code = code_for_status(status)
+        if request.path.startswith("/trpc/"):
+            return jsonify(error_envelope(code, exc.name, None)), status
+        return jsonify({"error": code, "message": exc.name}), status
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        # Logged with the request id; answered without details.
+        log.exception("unhandled error", extra={"path": request.path})
+        metrics.ERRORS.labels(type=type(exc).__name__).inc()
+        if request.path.startswith("/trpc/"):
+            return jsonify(error_envelope("INTERNAL_SERVER_ERROR", "Internal server error", None)), 500
+        return jsonify({"error": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}), 500
+
+    return app

@@ -1,0 +1,237 @@
+"""Settings from the environment, validated once at start and failing closed.
+
+A missing or invalid variable raises ConfigError whose message is one line
+naming the variable and the rule it breaks; a secret's value is never part of
+it. The variables are the deployment guide's (DATABASE_URL or POSTGRES_*,
+REDIS_URL, AUTH_SECRET, OAuth credentials, APP_ENV/NODE_ENV, APP_VERSION, PORT,
+SENTRY_DSN) plus a few tuning knobs with safe defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ENVIRONMENTS = ("production", "staging", "development")
+MIN_SECRET_LENGTH = 32
+PGBOUNCER_DEFAULT_PORT = 6432
+
+# Values that mean "nobody set this": the guide's <...> placeholders and the usual suspects.
+_PLACEHOLDER = re.compile(
+    r"^(<.*>|changeme|change-me|change_me|changeit|password|passwd|secret|example|test|default|"
+    r"todo|xxx+|your[-_].*|replace[-_]?me|dummy|placeholder)$",
+    re.IGNORECASE,
+)
+
+
+class ConfigError(Exception):
+    """One invalid or missing setting; str() is a single line, without the value."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(f"{variable}: {rule}")
+        self.variable = variable
+        self.rule = rule
+
+
+def is_placeholder(value: str) -> bool:
+    """True for values that are obviously not a real secret."""
+    return bool(_PLACEHOLDER.match(value.strip()))
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, "must be true or false")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be an integer between {low} and {high}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be an integer between {low} and {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number between {low} and {high}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be a number between {low} and {high}")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str, *, production: bool, required: bool, min_length: int = 0) -> str:
+    value = env.get(name, "")
+    if not value:
+        if required:
+            raise ConfigError(name, "is required")
+        return ""
+    if production and is_placeholder(value):
+        raise ConfigError(name, "is a placeholder value; set a real secret in production")
+    if production and len(value) < min_length:
+        raise ConfigError(name, f"must be at least {min_length} characters in production")
+    return value
+
+
+def _database(env: Mapping[str, str], production: bool) -> str:
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError("DATABASE_URL", "must be a postgresql:// URL")
+        try:
+            params = conninfo_to_dict(url)
+        except Exception:  # psycopg raises ProgrammingError with the URL in the text
+            raise ConfigError("DATABASE_URL", "is not a valid PostgreSQL connection URL") from None
+        if not params.get("dbname"):
+            raise ConfigError("DATABASE_URL", "must name a database")
+        password = str(params.get("password") or "")
+        if production and password and is_placeholder(password):
+            raise ConfigError("DATABASE_URL", "has a placeholder password; set a real one in production")
+        return url
+    missing = [n for n in ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER") if not env.get(n)]
+    if missing:
+        raise ConfigError(missing[0], "is required when DATABASE_URL is not set")
+    password = _secret(env, "POSTGRES_PASSWORD", production=production, required=False)
+    port = _int(env, "POSTGRES_PORT", 5432, 1, 65535)
+    params = {
+        "host": env["POSTGRES_HOST"],
+        "port": str(port),
+        "dbname": env["POSTGRES_DB"],
+        "user": env["POSTGRES_USER"],
+    }
+    if password:
+        params["password"] = password
+    if env.get("POSTGRES_SSLMODE"):
+        params["sslmode"] = env["POSTGRES_SSLMODE"]
+    return make_conninfo(**params)
+
+
+def _redis(env: Mapping[str, str], production: bool) -> str:
+    url = env.get("REDIS_URL", "").strip()
+    if not url:
+        raise ConfigError("REDIS_URL", "is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+    if production and parts.password and is_placeholder(parts.password):
+        raise ConfigError("REDIS_URL", "has a placeholder password; set a real one in production")
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with Settings.from_env()."""
+
+    env: str
+    database_url: str
+    redis_url: str
+    auth_secret: str = field(repr=False)
+    auth_trust_host: bool = False
+    google_client_id: str = ""
+    google_client_secret: str = field(default="", repr=False)
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = field(default="", repr=False)
+    microsoft_tenant_id: str = "common"
+    app_version: str = "1.0.0"
+    port: int = 3001
+    sentry_dsn: str = field(default="", repr=False)
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    db_prepared_statements: bool = False
+    health_timeout: float = 0.5
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        app_env = (env.get("APP_ENV") or env.get("NODE_ENV") or "production").strip().lower()
+        if app_env not in ENVIRONMENTS:
+            name = "APP_ENV" if env.get("APP_ENV") else "NODE_ENV"
+            raise ConfigError(name, f"must be one of {', '.join(ENVIRONMENTS)}")
+        production = app_env == "production"
+
+        database_url = _database(env, production)
+        redis_url = _redis(env, production)
+        auth_secret = _secret(env, "AUTH_SECRET", production=production, required=True, min_length=MIN_SECRET_LENGTH)
+
+        oauth = {}
+        for provider in ("GOOGLE", "MICROSOFT"):
+            client_id = env.get(f"{provider}_CLIENT_ID", "")
+            secret = _secret(env, f"{provider}_CLIENT_SECRET", production=production, required=False)
+            if bool(client_id) != bool(secret):
+                missing = f"{provider}_CLIENT_SECRET" if client_id else f"{provider}_CLIENT_ID"
+                raise ConfigError(missing, f"is required when {provider}_CLIENT_ID/SECRET is partly set")
+            if production and client_id and is_placeholder(client_id):
+                raise ConfigError(f"{provider}_CLIENT_ID", "is a placeholder value")
+            oauth[provider.lower()] = (client_id, secret)
+
+        pool_min = _int(env, "DB_POOL_MIN", 1, 0, 100)
+        pool_max = _int(env, "DB_POOL_MAX", 10, 1, 200)
+        if pool_max < pool_min:
+            raise ConfigError("DB_POOL_MAX", "must be at least DB_POOL_MIN")
+        log_level = env.get("LOG_LEVEL", "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+        version = env.get("APP_VERSION", "1.0.0").strip() or "1.0.0"
+        if not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", version):
+            raise ConfigError("APP_VERSION", "must be a version string such as 1.2.3")
+
+        # Server-side prepared statements break behind PgBouncer in transaction
+        # pooling (before 1.21, and without max_prepared_statements after), and the
+        # DSN cannot tell whether PgBouncer is there: they are off unless asked for.
+        prepared = _bool(env, "DB_PREPARED_STATEMENTS", False)
+        db_port = str(conninfo_to_dict(database_url).get("port") or "5432")
+        if prepared and db_port == str(PGBOUNCER_DEFAULT_PORT):
+            raise ConfigError("DB_PREPARED_STATEMENTS", "must be false when the database is PgBouncer (port 6432)")
+
+        return cls(
+            env=app_env,
+            database_url=database_url,
+            redis_url=redis_url,
+            auth_secret=auth_secret,
+            auth_trust_host=_bool(env, "AUTH_TRUST_HOST", False),
+            google_client_id=oauth["google"][0],
+            google_client_secret=oauth["google"][1],
+            microsoft_client_id=oauth["microsoft"][0],
+            microsoft_client_secret=oauth["microsoft"][1],
+            microsoft_tenant_id=env.get("MICROSOFT_TENANT_ID", "common") or "common",
+            app_version=version,
+            port=_int(env, "PORT", 3001, 1, 65535),
+            sentry_dsn=env.get("SENTRY_DSN", ""),
+            db_pool_min=pool_min,
+            db_pool_max=pool_max,
+            db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 2, 60),
+            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
+            db_prepared_statements=prepared,
+            health_timeout=_float(env, "HEALTH_CHECK_TIMEOUT", 0.5, 0.05, 5.0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024),
+            log_level=log_level,
+        )

@@ -1,0 +1,131 @@
+"""The connection pool and the one way tenant-scoped work reaches PostgreSQL.
+
+Every tenant-scoped unit of work is one transaction that begins with
+`SELECT set_config('app.current_tenant_id', %s, true)`: transaction-local and
+parameterised, so it is correct through PgBouncer in transaction pooling (no
+session state survives the transaction, nothing relies on server_reset_query).
+Server-side prepared statements are off unless DB_PREPARED_STATEMENTS=true
+(refused for a PgBouncer port).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from . import metrics
+from .config import Settings
+
+_SETTING_NAME = re.compile(r"^app\.[a-z_]{1,63}$")
+
+# One round trip tells whether RLS is in place: the function, the count of
+# tables with RLS enabled AND forced in the application schema, and pgvector.
+HEALTH_QUERY = """
+SELECT to_regprocedure('public.get_current_tenant_id()') IS NOT NULL,
+       (SELECT count(*) FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+           AND c.relrowsecurity AND c.relforcerowsecurity),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector')
+"""
+
+
+def tenant_id_str(tenant_id: uuid.UUID | str) -> str:
+    """The canonical text of a tenant id; ValueError when it is not a UUID."""
+    return str(tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(str(tenant_id)))
+
+
+class Database:
+    """A bounded psycopg pool plus the transaction helpers built on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        conninfo = make_conninfo(
+            settings.database_url,
+            connect_timeout=settings.db_connect_timeout,
+            application_name="platform-api",
+            # A peer that vanishes is noticed in seconds, not TCP's minutes.
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=max(1000, settings.db_connect_timeout * 1000),
+        )
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not settings.db_prepared_statements:
+            kwargs["prepare_threshold"] = None
+        self.statement_timeout = str(settings.db_statement_timeout_ms)
+        self.pool = ConnectionPool(
+            conninfo,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            kwargs=kwargs,
+            open=False,
+            name="platform-api",
+            timeout=max(1.0, settings.db_connect_timeout),
+            max_idle=600,
+            reconnect_timeout=60,
+        )
+
+    def open(self, wait: bool = False) -> None:
+        # wait=False: the app starts (and answers readiness 503) while the database is away.
+        self.pool.open(wait=wait)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def update_pool_gauges(self) -> None:
+        stats = self.pool.get_stats()
+        size = stats.get("pool_size", 0)
+        idle = stats.get("pool_available", 0)
+        metrics.DB_CONNECTIONS_ACTIVE.set(size - idle)
+        metrics.DB_CONNECTIONS_IDLE.set(idle)
+
+    @contextmanager
+    def scoped_transaction(
+        self, settings: Mapping[str, str], *, timeout: float | None = None
+    ) -> Iterator[psycopg.Cursor]:
+        """One transaction whose first statement sets the given app.* settings (transaction-local)."""
+        for name in settings:
+            if not _SETTING_NAME.match(name):
+                raise ValueError(f"invalid setting name {name!r}")
+        names = ["statement_timeout", *settings]
+        values = [self.statement_timeout, *settings.values()]
+        query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
+        params = [p for pair in zip(names, values, strict=True) for p in pair]
+        with self.pool.connection(timeout=timeout) as conn, conn.transaction(), conn.cursor() as cur:
+            start = time.perf_counter()
+            cur.execute(query, params)
+            metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
+            try:
+                yield cur
+            except psycopg.errors.InsufficientPrivilege as exc:
+                if "row-level security" in str(exc):
+                    metrics.RLS_VIOLATIONS.inc()
+                raise
+        self.update_pool_gauges()
+
+    @contextmanager
+    def tenant_transaction(
+        self, tenant_id: uuid.UUID | str, *, timeout: float | None = None
+    ) -> Iterator[psycopg.Cursor]:
+        """The unit of work for one tenant: RLS sees only that tenant's rows."""
+        with self.scoped_transaction({"app.current_tenant_id": tenant_id_str(tenant_id)}, timeout=timeout) as cur:
+            yield cur
+
+    def health(self, timeout: float) -> tuple[bool, int, bool]:
+        """(rls function present, tables with forced RLS, pgvector) in one query."""
+        with self.pool.connection(timeout=timeout) as conn:
+            start = time.perf_counter()
+            row = conn.execute(HEALTH_QUERY).fetchone()
+            metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
+        assert row is not None
+        return bool(row[0]), int(row[1]), bool(row[2])
