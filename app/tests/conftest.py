@@ -36,6 +36,8 @@ def app_env(services: svc.Services, **overrides: str) -> dict[str, str]:
         "AUTH_SECRET": STRONG_SECRET,
         "APP_VERSION": "1.2.3",
         "LOG_LEVEL": "WARNING",
+        # Every request checks the dependencies (the cache has its own test).
+        "HEALTH_CACHE_TTL": "0",
     }
     env.update(overrides)
     return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
-    health = Health(db, cache, settings.app_version, settings.health_timeout)
+    health = Health(db, cache, settings.app_version, settings.health_timeout, settings.health_cache_ttl)
     router = Router()
     health.register(router)
     app.register_blueprint(router.blueprint())
@@ -88,10 +89,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         route = g.get("trpc_route") or (request.url_rule.rule if request.url_rule else "unknown")
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.API_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        metrics.API_REQUEST_DURATION.labels(request.method, route).observe(elapsed)
-        if response.status_code >= 400:
-            metrics.API_REQUEST_ERRORS.labels(route, code_for_status(response.status_code)).inc()
+        status = response.status_code
+        metrics.record_request(
+            request.method, route, status, elapsed, code_for_status(status) if status >= 400 else None
+        )
         return response
 
     @app.errorhandler(HTTPException)
@@ -111,4 +112,39 @@ def create_app(settings: Settings | None = None) -> Flask:
             return jsonify(error_envelope("INTERNAL_SERVER_ERROR", "Internal server error", None)), 500
         return jsonify({"error": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}), 500
 
+    app.wsgi_app = LivenessFastPath(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+class LivenessFastPath:
+    """Answers the dependency-free liveness probes without Flask's request machinery.
+
+    GET /healthz and GET /trpc/health.liveness (no query string) are the
+    hottest paths (every probe, every few seconds, per instance); they answer
+    the same bodies as the Flask routes, with the request id and the request
+    metrics, at a fraction of the cost. Anything else goes to Flask.
+    """
+
+    ROUTES = {"/healthz": ("/healthz", False), "/trpc/health.liveness": ("health.liveness", True)}
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        route = self.ROUTES.get(environ.get("PATH_INFO", ""))
+        if route is None or environ.get("REQUEST_METHOD") != "GET" or environ.get("QUERY_STRING"):
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        name, trpc = route
+        data = Health.liveness()
+        body = json.dumps({"result": {"data": data}} if trpc else data, separators=(",", ":")).encode()
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("X-Request-ID", logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))),
+            ],
+        )
+        metrics.record_request("GET", name, 200, time.perf_counter() - started)
+        return [body]

@@ -162,6 +162,7 @@ class Settings:
     db_statement_timeout_ms: int = 5000
     db_prepared_statements: bool = False
     health_timeout: float = 0.5
+    health_cache_ttl: float = 1.0
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
 
@@ -232,6 +233,7 @@ class Settings:
             db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
             db_prepared_statements=prepared,
             health_timeout=_float(env, "HEALTH_CHECK_TIMEOUT", 0.5, 0.05, 5.0),
+            health_cache_ttl=_float(env, "HEALTH_CACHE_TTL", 1.0, 0.0, 60.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024),
             log_level=log_level,
         )

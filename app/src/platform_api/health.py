@@ -7,8 +7,9 @@ that deadline even when PostgreSQL or Redis is down or silently drops packets.
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -30,26 +31,38 @@ def _short(exc: BaseException) -> str:
 
 
 class Health:
-    def __init__(self, db: Database, cache: redis.Redis, version: str, timeout: float) -> None:
+    def __init__(self, db: Database, cache: redis.Redis, version: str, timeout: float, cache_ttl: float = 0.0) -> None:
         self.db = db
         self.cache = cache
         self.version = version
         self.timeout = timeout
+        self.cache_ttl = cache_ttl
         self.started = time.monotonic()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="health")
+        self._last: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._refresh = threading.Lock()
+        self._metrics_cache: tuple[float, dict[str, Any]] | None = None
 
     # -- dependency checks ---------------------------------------------
 
     def database(self) -> dict[str, Any]:
         start = time.perf_counter()
-        future = self._executor.submit(self.db.health, self.timeout)
+        return self._database_result(self._executor.submit(self._timed_db_health), start)
+
+    def _timed_db_health(self) -> tuple[tuple[bool, int, bool], float]:
+        start = time.perf_counter()
+        result = self.db.health(self.timeout)
+        return result, (time.perf_counter() - start) * 1000
+
+    def _database_result(self, future: Future, start: float) -> dict[str, Any]:
         try:
-            rls_function, rls_tables, pgvector = future.result(timeout=self.timeout)
+            (rls_function, rls_tables, pgvector), elapsed = future.result(
+                timeout=max(0.0, start + self.timeout - time.perf_counter())
+            )
         except FutureTimeout:
             return self._down(start, f"No answer within {int(self.timeout * 1000)} ms")
         except Exception as exc:
             return self._down(start, _short(exc))
-        elapsed = (time.perf_counter() - start) * 1000
         details = {
             "rlsConfigured": rls_function and rls_tables >= EXPECTED_RLS_TABLES,
             "rlsTables": rls_tables,
@@ -87,15 +100,34 @@ class Health:
         return {"status": status, "responseTime": round(elapsed, 2), "message": message}
 
     def checks(self) -> dict[str, dict[str, Any]]:
+        """The dependency checks, reused for cache_ttl seconds (0: every call checks).
+
+        Concurrent callers share one check in flight (single flight), so a burst
+        of probes costs the dependencies one round trip each.
+        """
+        if self.cache_ttl <= 0:
+            return self._run_checks()
+        last = self._last
+        if last and time.monotonic() - last[0] < self.cache_ttl:
+            return last[1]
+        if not self._refresh.acquire(timeout=self.timeout + 0.1):
+            return last[1] if last else self._run_checks()
+        try:
+            last = self._last
+            if last and time.monotonic() - last[0] < self.cache_ttl:
+                return last[1]
+            result = self._run_checks()
+            self._last = (time.monotonic(), result)
+            return result
+        finally:
+            self._refresh.release()
+
+    def _run_checks(self) -> dict[str, dict[str, Any]]:
         # Redis in this thread while the database check runs in the executor.
         start = time.perf_counter()
-        future = self._executor.submit(self.database)
+        future = self._executor.submit(self._timed_db_health)
         cache = self.redis()
-        try:
-            database = future.result(timeout=self.timeout + 0.1)
-        except FutureTimeout:
-            database = self._down(start, f"No answer within {int(self.timeout * 1000)} ms")
-        return {"database": database, "redis": cache}
+        return {"database": self._database_result(future, start), "redis": cache}
 
     # -- procedures ----------------------------------------------------
 
@@ -127,8 +159,15 @@ class Health:
         return body, 200 if ready else 503
 
     def metrics(self) -> dict[str, Any]:
+        """The JSON summary, rebuilt at most once per cache_ttl (reading every worker's files costs ~1 ms)."""
+        now = time.monotonic()
+        cached = self._metrics_cache
+        if cached and now - cached[0] < self.cache_ttl:
+            return cached[1]
         self.db.update_pool_gauges()
-        return metrics.summary()
+        summary = metrics.summary()
+        self._metrics_cache = (now, summary)
+        return summary
 
     def register(self, router: Router) -> None:
         router.query("health.check")(lambda _input: self.check())

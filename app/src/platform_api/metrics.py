@@ -55,6 +55,22 @@ EMBEDDING_TOKENS = Counter("embedding_tokens_used_total", "Embedding tokens used
 ERRORS = Counter("errors_total", "Unexpected errors", ["type"])
 
 
+OWN = (
+    API_REQUESTS,
+    API_REQUEST_DURATION,
+    API_REQUEST_ERRORS,
+    DB_QUERY_MS,
+    DB_CONNECTIONS_ACTIVE,
+    DB_CONNECTIONS_IDLE,
+    RLS_CONTEXT_SET_MS,
+    RLS_VIOLATIONS,
+    AI_TOKENS,
+    AI_COST,
+    EMBEDDING_TOKENS,
+    ERRORS,
+)
+
+
 def registry() -> CollectorRegistry:
     """The registry to read: every worker's values in multiprocess mode."""
     if not MULTIPROCESS:
@@ -62,6 +78,23 @@ def registry() -> CollectorRegistry:
     reg = CollectorRegistry()
     multiprocess.MultiProcessCollector(reg)
     return reg
+
+
+def _families():
+    """Only this module's metric families (not the process and GC collectors)."""
+    if MULTIPROCESS:
+        yield from registry().collect()
+    else:
+        for metric in OWN:
+            yield from metric.collect()
+
+
+def record_request(method: str, route: str, status: int, seconds: float, error_code: str | None = None) -> None:
+    """Count one answered request; error_code (the tRPC code name) when status >= 400."""
+    API_REQUESTS.labels(method, route, str(status)).inc()
+    API_REQUEST_DURATION.labels(method, route).observe(seconds)
+    if status >= 400:
+        API_REQUEST_ERRORS.labels(route, error_code or str(status)).inc()
 
 
 def exposition() -> tuple[bytes, str]:
@@ -101,7 +134,7 @@ def summary() -> dict[str, Any]:
     counters: dict[str, float] = {}
     gauges: dict[str, float] = {}
     histograms: dict[str, dict[str, Any]] = {}
-    for family in registry().collect():
+    for family in _families():
         if family.type == "counter":
             for s in family.samples:
                 if s.name.endswith("_total"):

@@ -1,0 +1,157 @@
+"""Health semantics, answer times with dependencies stopped or silent, and metrics."""
+
+import time
+
+import pytest
+
+
+def test_check_healthy_with_rls_details(client):
+    resp = client.get("/trpc/health.check")
+    assert resp.status_code == 200
+    data = resp.get_json()["result"]["data"]
+    assert data["status"] == "healthy"
+    assert data["version"] == "1.2.3"
+    assert isinstance(data["uptime"], int)
+    db = data["checks"]["database"]
+    assert db["status"] == "up"
+    assert db["details"]["rlsConfigured"] is True
+    assert db["details"]["rlsTables"] == 15
+    assert data["checks"]["redis"]["status"] == "up"
+
+
+def test_bare_probes(client):
+    assert client.get("/healthz").get_json()["alive"] is True
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["ready"] is True
+
+
+def timed(client, path):
+    start = time.perf_counter()
+    resp = client.get(path)
+    return resp, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("mode", ["stopped", "silent"])
+def test_database_down_answers_fast(services, client, mode):
+    client.get("/trpc/health.check")  # warm the pool
+    if mode == "stopped":
+        services.stop_postgres()
+    else:
+        services.pause("postgres")
+    try:
+        for path in ("/trpc/health.check", "/trpc/health.readiness", "/readyz"):
+            resp, elapsed = timed(client, path)
+            assert resp.status_code == 503, path
+            assert elapsed < 1.0, f"{path} took {elapsed:.2f}s"
+        data = client.get("/trpc/health.check").get_json()["result"]["data"]
+        assert data["status"] == "unhealthy"
+        assert data["checks"]["database"]["status"] == "down"
+        assert data["checks"]["redis"]["status"] == "up"
+        resp, elapsed = timed(client, "/trpc/health.liveness")
+        assert resp.status_code == 200
+        assert elapsed < 0.1
+    finally:
+        if mode == "stopped":
+            services.start_postgres()
+        else:
+            services.resume("postgres")
+    deadline = time.monotonic() + 20
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "never became ready again"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", ["stopped", "silent"])
+def test_redis_down_answers_fast(services, client, mode):
+    if mode == "stopped":
+        services.stop_redis()
+    else:
+        services.pause("redis")
+    try:
+        resp, elapsed = timed(client, "/trpc/health.check")
+        assert elapsed < 1.0
+        assert resp.status_code == 503
+        data = resp.get_json()["result"]["data"]
+        assert data["checks"]["redis"]["status"] == "down"
+        assert data["checks"]["database"]["status"] == "up"
+        # Readiness follows the database, as the original did; Redis shows in the checks.
+        ready = client.get("/readyz").get_json()
+        assert ready["checks"]["redis"] == "down"
+    finally:
+        if mode == "stopped":
+            services.start_redis()
+        else:
+            services.resume("redis")
+
+
+def test_rls_missing_makes_database_down(services, client):
+    import psycopg
+
+    with psycopg.connect(services.superuser_dsn(), autocommit=True) as conn:
+        conn.execute("ALTER TABLE widgets NO FORCE ROW LEVEL SECURITY")
+        try:
+            data = client.get("/trpc/health.check").get_json()["result"]["data"]
+            assert data["checks"]["database"]["status"] == "down"
+            assert data["checks"]["database"]["details"]["rlsTables"] == 14
+            assert data["status"] == "unhealthy"
+        finally:
+            conn.execute("ALTER TABLE widgets FORCE ROW LEVEL SECURITY")
+
+
+def test_metrics_summary_and_prometheus(client):
+    for _ in range(3):
+        client.get("/trpc/health.liveness")
+    client.get("/trpc/health.nope")
+    summary = client.get("/trpc/health.metrics").get_json()["result"]["data"]
+    counters = summary["metrics"]["counters"]
+    key = 'api_requests_total{method="GET",route="health.liveness",status="200"}'
+    assert counters[key] >= 3
+    hist = summary["metrics"]["histograms"]['api_request_duration_seconds{method="GET",route="health.liveness"}']
+    assert set(hist) >= {"count", "sum", "mean", "p50", "p95", "p99"}
+    assert hist["p50"] <= hist["p99"]
+    assert "error_rate" in summary["metrics"]["gauges"]
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in (
+        "api_requests_total",
+        "api_request_duration_seconds_bucket",
+        "api_request_errors_total",
+        "db_query_duration_ms_bucket",
+        "db_connections_active",
+        "db_connections_idle",
+        "rls_context_set_duration_ms_bucket",
+        "rls_violations_total",
+        "errors_total",
+    ):
+        assert name in text, name
+
+
+def test_check_results_are_cached_for_the_ttl(services):
+    from conftest import app_env
+
+    from platform_api import create_app
+    from platform_api.config import Settings
+
+    app = create_app(Settings.from_env(app_env(services, HEALTH_CACHE_TTL="1.5")))
+    client = app.test_client()
+    try:
+        assert client.get("/trpc/health.check").status_code == 200
+        services.stop_redis()
+        # Within the TTL the last result stands (one round trip per TTL, however many probes).
+        assert client.get("/trpc/health.check").status_code == 200
+        time.sleep(1.6)
+        resp = client.get("/trpc/health.check")
+        assert resp.status_code == 503
+        assert resp.get_json()["result"]["data"]["checks"]["redis"]["status"] == "down"
+    finally:
+        services.start_redis()
+        app.extensions["platform"]["db"].close()
+
+
+def test_fast_path_liveness_matches_the_flask_route(client):
+    fast = client.get("/trpc/health.liveness", headers={"X-Request-ID": "fast-1"})
+    slow = client.get("/trpc/health.liveness?batch=1&input=%7B%7D")
+    assert fast.headers["X-Request-ID"] == "fast-1"
+    assert fast.mimetype == "application/json"
+    assert set(fast.get_json()["result"]["data"]) == set(slow.get_json()[0]["result"]["data"]) == {"alive", "timestamp"}
+    assert client.get("/healthz").get_json()["alive"] is True
