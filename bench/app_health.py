@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app" / "tests"))
 
 import services as svc  # noqa: E402
-
 from platform_api.migrate import Roles, migrate  # noqa: E402
 
 ENDPOINTS = ["/trpc/health.liveness", "/trpc/health.check", "/trpc/health.metrics"]
@@ -112,14 +111,15 @@ def main() -> int:
             except OSError:
                 pass
             if time.monotonic() > deadline or gunicorn.poll() is not None:
-                raise RuntimeError("gunicorn did not become ready:\n" + (services.root / "gunicorn.log").read_text())
+                log_text = (services.root / "gunicorn.log").read_text()
+                raise RuntimeError("gunicorn did not become ready:\n" + log_text)
             time.sleep(0.2)
         for path in ENDPOINTS:  # warm-up
             wrk(base + path, 2, args.connections)
 
         print(
-            f"gunicorn: {args.workers} workers x {args.threads} threads, HEALTH_CACHE_TTL={args.cache_ttl}s; wrk -t1 -c{args.connections} "
-            f"-d{args.seconds}s; {os.cpu_count()} cores"
+            f"gunicorn: {args.workers} workers x {args.threads} threads, HEALTH_CACHE_TTL={args.cache_ttl}s; "
+            f"wrk -t1 -c{args.connections} -d{args.seconds}s; {os.cpu_count()} cores"
         )
         print(f"{'endpoint':28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'target p99':>11} {'non-2xx':>8}")
         for path in ENDPOINTS:

@@ -128,7 +128,6 @@ def test_metrics_summary_and_prometheus(client):
 
 def test_check_results_are_cached_for_the_ttl(services):
     from conftest import app_env
-
     from platform_api import create_app
     from platform_api.config import Settings
 
