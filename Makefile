@@ -20,7 +20,10 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export PY_COLORS ?= 0
 export ANSIBLE_FORCE_COLOR ?= 0
 
-.PHONY: help up down test lint unit molecule venv docker images check-distro clean
+APP_VENV ?= app/.venv
+APP_BIN := $(abspath $(APP_VENV))/bin
+
+.PHONY: help up down test lint unit app-test molecule venv app-venv docker images check-distro lock bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +42,22 @@ $(VENV)/.installed: requirements.txt scripts/bootstrap.sh
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
+
+app-venv: $(APP_VENV)/.installed ## Create the app's venv from the hash-locked requirements
+
+$(APP_VENV)/.installed: app/requirements.lock app/pyproject.toml
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_BIN)/pip install --quiet --upgrade pip
+	$(APP_BIN)/pip install --quiet --require-hashes -r app/requirements.lock
+	$(APP_BIN)/pip install --quiet --no-deps -e app
+	$(APP_BIN)/pip install --quiet pytest
+	touch $@
+
+lock: ## Regenerate app/requirements.lock (hashes) from app/pyproject.toml
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/pip install --quiet pip-tools
+	cd app && ../.cache/lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --extra sentry --output-file requirements.lock pyproject.toml
 
 docker: ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
 	@scripts/ensure-docker.sh
@@ -60,8 +79,14 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff check .
 	ruff format --check .
 
-unit: venv ## Unit tests (filters, plugins; the app's tests when app/ has them)
+unit: venv ## Unit tests of the roles' plugins
 	pytest -q -p no:cacheprovider tests/unit
+
+app-test: app-venv ## The app's tests, against real PostgreSQL, PgBouncer and Redis
+	cd app && $(APP_BIN)/pytest -q
+
+bench: app-venv ## Benchmarks (print figures; not tests)
+	$(APP_BIN)/python bench/app_health.py
 
 molecule: check-distro venv docker ## molecule test, every scenario on every distro
 	@for d in $(DISTROS); do for s in $(SCENARIOS); do \
@@ -70,7 +95,7 @@ molecule: check-distro venv docker ## molecule test, every scenario on every dis
 	  echo "==> $$s on $$d passed in $$(( $$(date +%s) - start ))s"; \
 	done; done
 
-test: lint unit molecule ## Everything CI runs
+test: lint unit app-test molecule ## Everything CI runs
 
 clean: ## Remove the venv and caches (not the test images)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -14,6 +14,14 @@ from gunicorn.glogging import Logger
 
 
 class JsonLogger(Logger):
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # gunicorn's own messages (worker boot, timeouts) in the same JSON shape as the app's.
+        from .logs import JsonFormatter  # noqa: PLC0415 - imports flask, only in the server
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.syslog):
             return

@@ -1,0 +1,110 @@
+"""The app under gunicorn: start-up validation, metrics across workers, JSON logs without secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import STRONG_SECRET, app_env
+
+import services as svc
+
+
+def gunicorn(env: dict[str, str], log: Path) -> subprocess.Popen:
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:platform_api.gunicorn_conf", "platform_api.wsgi:app"],
+        env={**base, **env},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def served(services, tmp_path):
+    port = svc.free_port()
+    metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=tmp_path)
+    env = app_env(services, PORT=str(port), WEB_CONCURRENCY="2", LOG_LEVEL="INFO",
+                  PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    log = tmp_path / "gunicorn.log"
+    proc = gunicorn(env, log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if get(base + "/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    yield base, log, Path(metrics_dir)
+    proc.terminate()
+    proc.wait(20)
+
+
+def test_bad_configuration_stops_gunicorn_with_one_line(services, tmp_path):
+    log = tmp_path / "bad.log"
+    env = app_env(services, AUTH_SECRET="<32+ character random string>", PORT=str(svc.free_port()))
+    proc = gunicorn(env, log)
+    assert proc.wait(30) != 0
+    text = log.read_text()
+    errors = [line for line in text.splitlines() if "configuration error" in line]
+    assert errors == ["platform-api: configuration error: AUTH_SECRET: is a placeholder value; set a real secret in production"]
+
+
+def test_metrics_count_every_worker(served):
+    base, _, metrics_dir = served
+    status, body = get(base + "/metrics")
+    before = _liveness_count(body)
+    for _ in range(60):
+        assert get(base + "/trpc/health.liveness")[0] == 200
+    status, body = get(base + "/metrics")
+    assert status == 200
+    assert _liveness_count(body) - before == 60
+    # Both workers wrote their own values; the exposition summed them.
+    assert len(list(metrics_dir.glob("counter_*.db"))) >= 2
+
+
+def _liveness_count(body: bytes) -> float:
+    for line in body.decode().splitlines():
+        if line.startswith('api_requests_total{method="GET",route="health.liveness",status="200"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_json_logs_carry_request_id_and_no_secret(served):
+    base, log, _ = served
+    token = "oauth-code-SHOULD-NOT-BE-LOGGED"
+    get(base + f"/trpc/health.check?code={token}", headers={"X-Request-ID": "req-log-1", "Cookie": f"s={token}"})
+    get(base + "/trpc/health.liveness", headers={"Authorization": f"Bearer {token}"})
+    time.sleep(0.5)
+    text = log.read_text()
+    assert token not in text
+    assert STRONG_SECRET not in text
+    assert "test-app-pw" not in text
+    access = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"gunicorn.access"' in line]
+    entry = next(e for e in access if e.get("request_id") == "req-log-1")
+    assert entry["path"] == "/trpc/health.check"
+    assert entry["status"] in (200, 400)
+    assert isinstance(entry["duration_ms"], float)
+    # Every line the server wrote is a JSON object.
+    for line in text.splitlines():
+        assert isinstance(json.loads(line), dict), line
