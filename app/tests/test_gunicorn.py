@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import STRONG_SECRET, app_env
 
 import services as svc
+from conftest import STRONG_SECRET, app_env
 
 
 def gunicorn(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -40,8 +40,7 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
 def served(services, tmp_path):
     port = svc.free_port()
     metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=tmp_path)
-    env = app_env(services, PORT=str(port), WEB_CONCURRENCY="2", LOG_LEVEL="INFO",
-                  PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+    env = app_env(services, PORT=str(port), WEB_CONCURRENCY="2", LOG_LEVEL="INFO", PROMETHEUS_MULTIPROC_DIR=metrics_dir)
     log = tmp_path / "gunicorn.log"
     proc = gunicorn(env, log)
     base = f"http://127.0.0.1:{port}"
@@ -67,7 +66,9 @@ def test_bad_configuration_stops_gunicorn_with_one_line(services, tmp_path):
     assert proc.wait(30) != 0
     text = log.read_text()
     errors = [line for line in text.splitlines() if "configuration error" in line]
-    assert errors == ["platform-api: configuration error: AUTH_SECRET: is a placeholder value; set a real secret in production"]
+    assert errors == [
+        "platform-api: configuration error: AUTH_SECRET: is a placeholder value; set a real secret in production"
+    ]
 
 
 def test_metrics_count_every_worker(served):

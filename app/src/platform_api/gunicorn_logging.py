@@ -17,7 +17,7 @@ class JsonLogger(Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         # gunicorn's own messages (worker boot, timeouts) in the same JSON shape as the app's.
-        from .logs import JsonFormatter  # noqa: PLC0415 - imports flask, only in the server
+        from .logs import JsonFormatter  # imports flask: only in the server
 
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
