@@ -1,4 +1,4 @@
-"""Unit tests for roles/firewall/filter_plugins/firewall.py."""
+"""Unit tests for plugins/filter/network.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-_PATH = Path(__file__).resolve().parents[2] / "roles/firewall/filter_plugins/firewall.py"
+_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/network.py"
 _spec = importlib.util.spec_from_file_location("firewall_filter", _PATH)
 fw = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fw)
@@ -89,3 +89,8 @@ def test_cidrs_split_validate_and_collapse():
 def test_cidrs_refuse_bad_input(bad):
     with pytest.raises(AnsibleFilterError):
         fw.firewall_cidrs(bad)
+
+
+def test_group_addresses_resolves_groups_to_cidrs():
+    assert fw.group_addresses(["app", "nosuch"], GROUPS, HOSTVARS) == ["10.0.1.11/32", "10.0.1.12/32"]
+    assert fw.group_addresses(["lb"], GROUPS, HOSTVARS) == ["10.0.0.10/32", "2001:db8::10/128"]

@@ -1,4 +1,7 @@
-"""Filters that turn the firewall role's declarations into concrete nftables rules.
+"""Inventory-derived network filters shared by the roles (ansible.cfg: filter_plugins).
+
+`group_addresses` resolves inventory groups to their hosts' addresses (used by
+pg_hba, PgBouncer and the firewall alike).
 
 `firewall_rules` resolves each declared service (ports opened on hosts of some
 groups, reachable from hosts of other groups) to the addresses of those hosts,
@@ -79,6 +82,18 @@ def host_addresses(hostvars: Mapping[str, Any], host: str) -> list[str]:
     )
 
 
+def group_addresses(
+    group_list: Iterable[str], groups: Mapping[str, Iterable[str]], hostvars: Mapping[str, Any]
+) -> list[str]:
+    """Every address of every host in the given groups, as CIDRs (/32, /128), sorted and unique."""
+    sources: list[str] = []
+    for group in group_list:
+        for host in groups.get(group, []):
+            sources.extend(host_addresses(hostvars, host))
+    split = _split(sources, "group_addresses")
+    return split["v4"] + split["v6"]
+
+
 def _ports(service: Mapping[str, Any]) -> list[str]:
     ports = service.get("ports")
     if not ports:
@@ -155,4 +170,8 @@ class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"firewall_rules": firewall_rules, "firewall_cidrs": firewall_cidrs}
+        return {
+            "firewall_rules": firewall_rules,
+            "firewall_cidrs": firewall_cidrs,
+            "group_addresses": group_addresses,
+        }
