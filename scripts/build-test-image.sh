@@ -74,6 +74,20 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 
+# Like Debian's installer with a network mirror: the security updates are in.
+printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
+chmod +x "$rootfs/usr/sbin/policy-rc.d"
+mount -t proc proc "$rootfs/proc"
+trap 'umount "$rootfs/proc" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+if ! chroot "$rootfs" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -y -qq upgrade' \
+    >"$workdir/upgrade.log" 2>&1; then
+  tail -20 "$workdir/upgrade.log" >&2
+  echo "error: applying updates to the ${suite} image failed" >&2
+  exit 1
+fi
+umount "$rootfs/proc"
+rm -f "$rootfs/usr/sbin/policy-rc.d"
+
 # Extra CA certificates of the controller (TLS-intercepting proxies).
 if [ -d "$ca_dir" ]; then
   find "$ca_dir" -type f -name '*.crt' -exec cp {} "$rootfs/usr/local/share/ca-certificates/" \;
@@ -100,4 +114,8 @@ tar -C "$rootfs" -c . | docker import \
   -c "LABEL org.platform.recipe=${recipe_hash}" \
   - "$hashed" >/dev/null
 docker tag "$hashed" "$image"
+# Older recipes of this distro are superseded.
+docker images --format '{{.Repository}}:{{.Tag}}' "$repo" | grep -E "^${repo}:${distro}-[0-9a-f]{12}\$" \
+  | grep -vx "$hashed" | xargs -r docker rmi >/dev/null 2>&1 || true
 echo "built ${image} (${hashed}) in $(( $(date +%s) - start ))s"
+exit 0

@@ -25,4 +25,6 @@ if run systemctl is-active --quiet nginx 2>/dev/null; then
 else
   echo "Health check:        nothing listens on 443 yet (the nginx and app roles are not in site.yml yet)"
 fi
+echo "Secrets (generated): .cache/secrets/ (postgresql_app, redis_app, ...)"
+echo "PgBouncer:           docker exec -it ${name} psql 'host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require'"
 echo "Re-converge:         make up     Remove the host: make down"

@@ -118,6 +118,8 @@ def test_installed_version_in_force_even_when_apt_has_a_newer_one():
     versions = {"pgbouncer": {"installed": "1.18.0-1", "candidate": "1.18.0-1+deb12u1"}}
     out = dv.security_floor_violations(FLOORS, "bookworm", ["pgbouncer"], versions)
     assert [(v["found"], v["source"], v["candidate"]) for v in out] == [("1.18.0-1", "installed", "1.18.0-1+deb12u1")]
+    # apt could fix it: the report tells the operator to patch first.
+    assert out[0]["candidate_meets"] is True
 
 
 def test_missing_package_is_a_violation():

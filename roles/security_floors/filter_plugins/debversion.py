@@ -113,7 +113,7 @@ def security_floor_violations(
         installed, candidate = info.get("installed"), info.get("candidate")
         in_force = installed or candidate
         if not in_force:
-            out.append({**floor, "found": None, "source": "missing", "candidate": None})
+            out.append({**floor, "found": None, "source": "missing", "candidate": None, "candidate_meets": False})
         elif deb_version_compare(in_force, floor["version"]) < 0:
             out.append(
                 {
@@ -121,6 +121,8 @@ def security_floor_violations(
                     "found": in_force,
                     "source": "installed" if installed else "candidate",
                     "candidate": candidate,
+                    # An upgrade from the configured mirrors would fix it.
+                    "candidate_meets": bool(candidate) and deb_version_compare(candidate, floor["version"]) >= 0,
                 }
             )
     return out
