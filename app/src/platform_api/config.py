@@ -55,30 +55,26 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(name, "must be true or false")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, cast: type = int):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    kind = "an integer" if cast is int else "a number"
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ConfigError(name, f"must be an integer between {low} and {high}") from None
+        raise ConfigError(name, f"must be {kind} between {low} and {high}") from None
     if not low <= value <= high:
-        raise ConfigError(name, f"must be an integer between {low} and {high}")
+        raise ConfigError(name, f"must be {kind} between {low} and {high}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return int(_number(env, name, default, low, high, int))
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number between {low} and {high}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be a number between {low} and {high}")
-    return value
+    return float(_number(env, name, default, low, high, float))
 
 
 def _secret(env: Mapping[str, str], name: str, *, production: bool, required: bool, min_length: int = 0) -> str:

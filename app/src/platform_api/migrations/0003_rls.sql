@@ -43,54 +43,30 @@ CREATE POLICY tenants_update ON tenants FOR UPDATE
 CREATE POLICY tenants_delete ON tenants FOR DELETE USING (id = (SELECT get_current_tenant_id()));
 
 -- Tables whose tenant is their parent's: the sub-select on the parent is itself
--- filtered by the parent's policies.
-ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
-ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
-CREATE POLICY accounts_select ON accounts FOR SELECT
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = accounts.user_id));
-CREATE POLICY accounts_insert ON accounts FOR INSERT
-    WITH CHECK (EXISTS (SELECT 1 FROM users u WHERE u.id = accounts.user_id));
-CREATE POLICY accounts_update ON accounts FOR UPDATE
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = accounts.user_id))
-    WITH CHECK (EXISTS (SELECT 1 FROM users u WHERE u.id = accounts.user_id));
-CREATE POLICY accounts_delete ON accounts FOR DELETE
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = accounts.user_id));
-
-ALTER TABLE auth_sessions ENABLE ROW LEVEL SECURITY;
-ALTER TABLE auth_sessions FORCE ROW LEVEL SECURITY;
-CREATE POLICY auth_sessions_select ON auth_sessions FOR SELECT
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = auth_sessions.user_id));
-CREATE POLICY auth_sessions_insert ON auth_sessions FOR INSERT
-    WITH CHECK (EXISTS (SELECT 1 FROM users u WHERE u.id = auth_sessions.user_id));
-CREATE POLICY auth_sessions_update ON auth_sessions FOR UPDATE
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = auth_sessions.user_id))
-    WITH CHECK (EXISTS (SELECT 1 FROM users u WHERE u.id = auth_sessions.user_id));
-CREATE POLICY auth_sessions_delete ON auth_sessions FOR DELETE
-    USING (EXISTS (SELECT 1 FROM users u WHERE u.id = auth_sessions.user_id));
-
-ALTER TABLE messages ENABLE ROW LEVEL SECURITY;
-ALTER TABLE messages FORCE ROW LEVEL SECURITY;
-CREATE POLICY messages_select ON messages FOR SELECT
-    USING (EXISTS (SELECT 1 FROM sessions s WHERE s.id = messages.session_id));
-CREATE POLICY messages_insert ON messages FOR INSERT
-    WITH CHECK (EXISTS (SELECT 1 FROM sessions s WHERE s.id = messages.session_id));
-CREATE POLICY messages_update ON messages FOR UPDATE
-    USING (EXISTS (SELECT 1 FROM sessions s WHERE s.id = messages.session_id))
-    WITH CHECK (EXISTS (SELECT 1 FROM sessions s WHERE s.id = messages.session_id));
-CREATE POLICY messages_delete ON messages FOR DELETE
-    USING (EXISTS (SELECT 1 FROM sessions s WHERE s.id = messages.session_id));
-
-ALTER TABLE knowledge_chunks ENABLE ROW LEVEL SECURITY;
-ALTER TABLE knowledge_chunks FORCE ROW LEVEL SECURITY;
-CREATE POLICY knowledge_chunks_select ON knowledge_chunks FOR SELECT
-    USING (EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.id = knowledge_chunks.document_id));
-CREATE POLICY knowledge_chunks_insert ON knowledge_chunks FOR INSERT
-    WITH CHECK (EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.id = knowledge_chunks.document_id));
-CREATE POLICY knowledge_chunks_update ON knowledge_chunks FOR UPDATE
-    USING (EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.id = knowledge_chunks.document_id))
-    WITH CHECK (EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.id = knowledge_chunks.document_id));
-CREATE POLICY knowledge_chunks_delete ON knowledge_chunks FOR DELETE
-    USING (EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.id = knowledge_chunks.document_id));
+-- filtered by the parent's policies (no BYPASSRLS anywhere on this path).
+DO $$
+DECLARE
+    r record;
+    visible text;
+BEGIN
+    FOR r IN SELECT * FROM (VALUES
+        ('accounts', 'users', 'user_id'),
+        ('auth_sessions', 'users', 'user_id'),
+        ('messages', 'sessions', 'session_id'),
+        ('knowledge_chunks', 'knowledge_documents', 'document_id')
+    ) AS t (child, parent, fk)
+    LOOP
+        visible := format('EXISTS (SELECT 1 FROM %I p WHERE p.id = %I.%I)', r.parent, r.child, r.fk);
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', r.child);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', r.child);
+        EXECUTE format('CREATE POLICY %I ON %I FOR SELECT USING (%s)', r.child || '_select', r.child, visible);
+        EXECUTE format('CREATE POLICY %I ON %I FOR INSERT WITH CHECK (%s)', r.child || '_insert', r.child, visible);
+        EXECUTE format('CREATE POLICY %I ON %I FOR UPDATE USING (%s) WITH CHECK (%s)',
+                       r.child || '_update', r.child, visible, visible);
+        EXECUTE format('CREATE POLICY %I ON %I FOR DELETE USING (%s)', r.child || '_delete', r.child, visible);
+    END LOOP;
+END
+$$;
 
 -- verification_tokens belong to no tenant yet (an e-mail sign-in in progress).
 -- A row is reachable only by whoever holds its identifier and token, set as
