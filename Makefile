@@ -80,7 +80,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 	ruff format --check .
 
 unit: venv ## Unit tests of the roles' plugins
-	pytest -q -p no:cacheprovider tests/unit
+	pytest -q -p no:cacheprovider tests_unit
 
 app-test: app-venv ## The app's tests, against real PostgreSQL, PgBouncer and Redis
 	cd app && $(APP_BIN)/pytest -q

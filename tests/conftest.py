@@ -16,10 +16,6 @@ from pathlib import Path
 
 import pytest
 
-# Under Molecule's verifier only the host tests run; `make unit` runs tests/unit.
-collect_ignore = ["unit"] if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") else []
-
-
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/network.py"
+_PATH = Path(__file__).resolve().parents[1] / "plugins/filter/network.py"
 _spec = importlib.util.spec_from_file_location("firewall_filter", _PATH)
 fw = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fw)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-ROLE = Path(__file__).resolve().parents[2] / "roles/security_floors"
+ROLE = Path(__file__).resolve().parents[1] / "roles/security_floors"
 _spec = importlib.util.spec_from_file_location("debversion", ROLE / "filter_plugins/debversion.py")
 dv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dv)
