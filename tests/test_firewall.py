@@ -1,6 +1,9 @@
 """Role firewall: the nftables ruleset is loaded and behaves as declared."""
 
+import ipaddress
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -63,15 +66,60 @@ def test_port_without_rule_is_dropped_from_outside(host, host_ip, probe):
         assert outcome(host_ip, 9999) == "dropped"
 
 
-def test_ssh_port_dropped_for_non_admin(host, host_ip, hostvars, probe):
-    """The controller is not in the admin networks, so even a live SSH port stays silent to it."""
+def _admin_allows(host, address: str) -> bool:
+    data = json.loads(host.check_output("nft -j list set inet platform admin_v4"))
+    elements = next(item["set"] for item in data["nftables"] if "set" in item).get("elem", [])
+    networks = []
+    for element in elements:
+        if isinstance(element, str):
+            networks.append(ipaddress.ip_network(element))
+        elif "prefix" in element:
+            networks.append(ipaddress.ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}"))
+    return any(ipaddress.ip_address(address) in network for network in networks)
+
+
+def test_ssh_answers_only_admin_networks_and_the_running_operator(host, host_ip, hostvars, probe):
+    """From the controller SSH is silent unless the controller is the running operator (ssh scenario)."""
     listener, outcome = probe
     port = hostvars.get("firewall_ssh_port", 22)
+    controller = json.loads(host.check_output("ip -j route show default"))[0]["gateway"]
+    expected = "open" if _admin_allows(host, controller) else "dropped"
+    if hostvars.get("ansible_connection") == "ssh":
+        # Ansible reached this host over SSH from the controller: the ruleset must keep it allowed.
+        assert expected == "open"
     if host.socket(f"tcp://0.0.0.0:{port}").is_listening:
-        assert outcome(host_ip, port) == "dropped"
+        assert outcome(host_ip, port) == expected
     else:
         with listener(host, port):
-            assert outcome(host_ip, port) == "dropped"
+            assert outcome(host_ip, port) == expected
+
+
+def test_new_ssh_session_gets_in_after_the_ruleset_loaded(host, host_ip, hostvars):
+    """The operator opens a brand-new SSH session after the firewall converged (ssh scenario only)."""
+    if hostvars.get("ansible_connection") != "ssh":
+        pytest.skip("the host is not reached over SSH")
+    key = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ssh_key")
+    result = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "BatchMode=yes",
+            f"deploy@{host_ip}",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_public_https_port_answers_on_lb(host, host_ip, group_names, probe):
