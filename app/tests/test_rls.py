@@ -9,24 +9,6 @@ import psycopg
 import pytest
 from psycopg import errors
 
-TABLES = [
-    "tenants",
-    "users",
-    "accounts",
-    "auth_sessions",
-    "verification_tokens",
-    "widgets",
-    "meetings",
-    "sessions",
-    "messages",
-    "knowledge_documents",
-    "knowledge_chunks",
-    "cost_events",
-    "cost_summaries",
-    "budget_alerts",
-    "ai_personalities",
-]
-
 
 def _embedding(cur) -> str:
     cur.execute(
@@ -119,6 +101,8 @@ ORDER = [
     "budget_alerts",
     "ai_personalities",
 ]
+# Every table of the schema: the tenant tables plus the two keyed differently.
+TABLES = ["tenants", "verification_tokens", *ORDER]
 
 
 @pytest.fixture(scope="module")
