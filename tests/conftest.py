@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,3 +83,92 @@ def tcp_outcome(address: str, port: int, timeout: float = 2.0) -> str:
 def probe():
     """(listener, tcp_outcome) for firewall behaviour tests."""
     return listener, tcp_outcome
+
+
+def controller_path(*parts: str) -> Path:
+    """A file the converge left on the controller (Molecule's ephemeral directory, else .cache)."""
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    return (Path(ephemeral) if ephemeral else REPO / ".cache").joinpath(*parts)
+
+
+def run_playbook(host, plays: list[dict], *extra: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a small playbook against this host with the scenario's inventory and the repo's roles."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("needs the Molecule inventory")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(plays))
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_FILTER_PLUGINS": str(REPO / "plugins" / "filter"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_GATHERING": "smart",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, str(playbook), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+
+
+class HttpsLoad:
+    """Steady GET requests from the controller through nginx, in threads, until stopped.
+
+    Each thread keeps one keep-alive connection. `statuses` holds every answer's
+    status; `errors` every request that got no HTTP answer at all (repr of the
+    exception). Requests are paced (`interval` s per thread) so the load never
+    starves the host it is testing.
+    """
+
+    def __init__(self, address: str, path: str, cafile: str, threads: int = 4, interval: float = 0.01):
+        import ssl
+        import threading
+
+        self.address, self.path, self.interval = address, path, interval
+        self.context = ssl.create_default_context(cafile=cafile)
+        self.statuses: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        import http.client
+
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPSConnection(self.address, 443, context=self.context, timeout=15)
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                resp.read()
+                self.statuses.append(resp.status)
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                self.errors.append(repr(exc))
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(self.interval)
+
+    def __enter__(self) -> HttpsLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def summary(self) -> str:
+        counts = {s: self.statuses.count(s) for s in sorted(set(self.statuses))}
+        return (
+            f"{len(self.statuses)} answers {counts}, {len(self.errors)} without answer {sorted(set(self.errors))[:5]}"
+        )

@@ -42,16 +42,18 @@ def test_ssh_only_from_admin_networks(host, ruleset, hostvars):
         assert not length or length in text
 
 
-def test_service_matrix_follows_groups(group_names, ruleset):
-    """80/443 are public only on lb hosts; 3001-3004 only from lb hosts, never public."""
+def test_service_matrix_follows_groups(group_names, hostvars, ruleset):
+    """80/443 are public only on lb hosts; the app's instance ports only from lb hosts, never public."""
+    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    app_ports = "{ " + ", ".join(str(p) for p in ports) + " }" if len(ports) > 1 else str(ports[0])
     if "lb" in group_names:
         assert "tcp dport { 80, 443 } accept" in ruleset
     else:
         assert "dport { 80, 443 }" not in ruleset
     if "app" in group_names:
-        assert "tcp dport 3001-3004 ip saddr @platform_api_v4 accept" in ruleset
+        assert f"tcp dport {app_ports} ip saddr @platform_api_v4 accept" in ruleset
     # No rule opens the application ports to everyone.
-    assert "tcp dport 3001-3004 accept" not in ruleset
+    assert f"tcp dport {app_ports} accept" not in ruleset
     if "db" in group_names:
         assert "tcp dport 6432 ip saddr @pgbouncer_v4 accept" in ruleset
     if "cache" in group_names:

@@ -174,4 +174,5 @@ class FilterModule:
             "firewall_rules": firewall_rules,
             "firewall_cidrs": firewall_cidrs,
             "group_addresses": group_addresses,
+            "host_addresses": host_addresses,
         }

@@ -1,0 +1,286 @@
+"""Role nginx (with app behind it): TLS, redirects, security headers on every status,
+the least_conn upstream over all instances, failover, and nginx -t before any reload.
+
+Requests go from the controller to the host's address, verified against the
+private CA the tls role left on the controller.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import HttpsLoad, controller_path, run_playbook
+
+HEADERS = {
+    "strict-transport-security": "max-age=63072000; includeSubDomains",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "x-xss-protection": "0",
+}
+
+
+@pytest.fixture(autouse=True)
+def only_lb(group_names):
+    if "lb" not in group_names:
+        pytest.skip("not an lb host")
+
+
+@pytest.fixture(scope="module")
+def ca_file() -> str:
+    path = controller_path("tls-ca", "ca.crt")
+    if not path.exists():
+        pytest.skip("no private CA on the controller (tls_mode is not selfsigned)")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def with_app(hostvars):
+    if not hostvars.get("groups", {}).get("app"):
+        pytest.skip("no app hosts in this scenario")
+
+
+def context(ca_file: str, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def get(host_ip, ca_file, path, method="GET", headers=None, body=None, timeout=10):
+    conn = http.client.HTTPSConnection(host_ip, 443, context=context(ca_file), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def assert_security_headers(headers: dict, what: str) -> None:
+    for name, value in HEADERS.items():
+        assert headers.get(name) == value, f"{what}: {name} is {headers.get(name)!r}"
+    assert "camera=()" in headers.get("permissions-policy", ""), f"{what}: Permissions-Policy missing"
+    assert headers.get("server") == "nginx", f"{what}: Server header shows a version: {headers.get('server')}"
+
+
+def instance_requests(host, port: int) -> float:
+    """Requests an instance has counted (its own /metrics, read on the host)."""
+    out = host.check_output(f"curl -sf http://127.0.0.1:{port}/metrics")
+    return sum(float(m) for m in re.findall(r"^api_requests_total\{[^}]*\} ([0-9.e+]+)$", out, re.M))
+
+
+def wait_ready(host, ports, timeout=60):
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while host.run(f"curl -sf -o /dev/null http://127.0.0.1:{port}/readyz").rc != 0:
+            assert time.monotonic() < deadline, f"platform-api@{port} not ready in {timeout}s"
+            time.sleep(0.5)
+
+
+def test_health_check_through_nginx_is_healthy_with_rls_on_15_tables(host_ip, ca_file, with_app):
+    """The whole path works: TLS verified with the private CA, nginx, an instance, PgBouncer, PostgreSQL, Redis."""
+    status, _headers, body = get(host_ip, ca_file, "/trpc/health.check")
+    data = json.loads(body)["result"]["data"]
+    assert status == 200, body
+    assert data["status"] == "healthy", data
+    details = data["checks"]["database"]["details"]
+    assert details["rlsConfigured"] is True
+    assert details["rlsTables"] == 15
+    assert data["checks"]["redis"]["status"] == "up"
+
+
+@pytest.mark.parametrize("procedure", ["health.liveness", "health.readiness", "health.metrics"])
+def test_health_procedures_through_nginx(host_ip, ca_file, with_app, procedure):
+    status, _, body = get(host_ip, ca_file, f"/trpc/{procedure}")
+    assert status == 200, body
+    assert "result" in json.loads(body)
+
+
+def test_http_redirects_to_https_except_acme_challenges(host_ip):
+    """Port 80 answers 301 to https for everything but /.well-known/acme-challenge/."""
+    conn = http.client.HTTPConnection(host_ip, 80, timeout=5)
+    conn.request("GET", "/trpc/health.check?x=1", headers={"Host": "api.test"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 301
+    assert resp.getheader("Location") == "https://api.test/trpc/health.check?x=1"
+    assert resp.getheader("X-Frame-Options") == "DENY"
+    conn.request("GET", "/.well-known/acme-challenge/missing-token")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 404, "challenges are served from the webroot, not redirected"
+    conn.close()
+
+
+def test_ipv6_listeners_where_the_host_has_ipv6(host):
+    """Dual stack: 80 and 443 on IPv6 too; the redirect works over ::1."""
+    if not host.run("cat /proc/net/if_inet6").stdout.strip():
+        pytest.skip("IPv6 is disabled on this host")
+    assert host.socket("tcp://:::80").is_listening
+    assert host.socket("tcp://:::443").is_listening
+    code = host.check_output("curl -s -o /dev/null -w '%{http_code}' 'http://[::1]/'")
+    assert code == "301"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_1_2_and_1_3_accepted(host_ip, ca_file, version):
+    with (
+        socket.create_connection((host_ip, 443), timeout=5) as raw,
+        context(ca_file, version).wrap_socket(raw, server_hostname=host_ip) as tls,
+    ):
+        assert tls.version() == version.name.replace("v1_", "v1.")
+        if version == ssl.TLSVersion.TLSv1_2:
+            assert tls.cipher()[0].startswith("ECDHE-")
+            assert "GCM" in tls.cipher()[0] or "CHACHA20" in tls.cipher()[0]
+
+
+@pytest.mark.parametrize("flag", ["-tls1", "-tls1_1"])
+def test_tls_1_0_and_1_1_refused_by_the_server(host_ip, flag):
+    """The client offers the old protocol (SECLEVEL=0 lets OpenSSL 3 send it); nginx answers with an alert."""
+    result = subprocess.run(
+        ["openssl", "s_client", flag, "-cipher", "DEFAULT@SECLEVEL=0", "-connect", f"{host_ip}:443"],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "alert protocol version" in result.stderr or "unsupported protocol" in result.stderr, result.stderr[-500:]
+
+
+def test_security_headers_on_a_200_a_404_a_403_and_a_413(host_ip, ca_file, with_app):
+    """Every header on success, on the app's 404, on nginx's own 403 (/metrics) and 413 (body too large)."""
+    status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness")
+    assert status == 200
+    assert_security_headers(headers, "200")
+    status, headers, _ = get(host_ip, ca_file, "/trpc/no.such.procedure")
+    assert status == 404
+    assert_security_headers(headers, "404")
+    status, headers, _ = get(host_ip, ca_file, "/metrics")
+    assert status == 403, "/metrics is for nginx_metrics_allow only"
+    assert_security_headers(headers, "403")
+    big = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    status, headers, _ = get(host_ip, ca_file, "/trpc/health.check", "POST", {"Content-Type": "application/json"}, big)
+    assert status == 413
+    assert_security_headers(headers, "413")
+
+
+def test_metrics_allowed_from_localhost(host, with_app):
+    out = host.check_output("curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1/metrics")
+    assert out == "200"
+
+
+def test_request_id_is_passed_through(host_ip, ca_file, with_app):
+    status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness", headers={"X-Request-ID": "test-req-1234"})
+    assert status == 200
+    assert headers.get("x-request-id") == "test-req-1234"
+
+
+def test_auth_endpoint_is_rate_limited(host_ip, ca_file, with_app):
+    """limit_req on /api/auth/: a burst well over the limit gets 429s, with the security headers."""
+    statuses = []
+    conn = http.client.HTTPSConnection(host_ip, 443, context=context(ca_file), timeout=10)
+    for _ in range(60):
+        conn.request("GET", "/api/auth/session")
+        resp = conn.getresponse()
+        resp.read()
+        statuses.append(resp.status)
+        if resp.status == 429:
+            assert resp.getheader("X-Frame-Options") == "DENY"
+    conn.close()
+    assert 429 in statuses, statuses
+
+
+def test_requests_spread_over_all_four_instances(host, host_ip, ca_file, with_app, hostvars):
+    """least_conn over every instance: each one's own request counter moves."""
+    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    before = {p: instance_requests(host, p) for p in ports}
+    done = []
+
+    def worker():
+        for _ in range(25):
+            done.append(get(host_ip, ca_file, "/trpc/health.readiness")[0])
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done.count(200) == 200
+    moved = {p: instance_requests(host, p) - before[p] for p in ports}
+    assert all(v > 0 for v in moved.values()), moved
+    print("requests per instance:", moved)
+
+
+def test_kill_9_of_a_master_is_invisible_through_nginx(host, host_ip, ca_file, with_app):
+    """kill -9 on one instance's master: systemd has it back within 10 s, and every request meanwhile got a 200."""
+    unit = "platform-api@3002.service"
+    old_pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+    with HttpsLoad(host_ip, "/trpc/health.liveness", ca_file) as load:
+        time.sleep(1)
+        host.check_output(f"kill -9 {old_pid}")
+        killed = time.monotonic()
+        while True:
+            pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+            if pid not in ("0", old_pid) and host.run("curl -sf -o /dev/null http://127.0.0.1:3002/readyz").rc == 0:
+                break
+            assert time.monotonic() - killed < 10, "the instance was not back within 10 s"
+            time.sleep(0.2)
+        back_after = time.monotonic() - killed
+        time.sleep(1)
+    print(f"back and ready after {back_after:.1f}s;", load.summary())
+    assert len(load.statuses) > 50
+    assert set(load.statuses) == {200}, load.summary()
+    assert not load.errors, load.summary()
+
+
+def test_security_headers_on_nginx_502_when_every_instance_is_down(host, host_ip, ca_file, with_app, hostvars):
+    """Stop all instances: nginx's own 502 still carries every header; then they come back."""
+    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    host.check_output("systemctl stop 'platform-api@*.service'")
+    try:
+        status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness")
+        assert status == 502
+        assert_security_headers(headers, "502")
+    finally:
+        host.check_output(" ".join(["systemctl start"] + [f"platform-api@{p}.service" for p in ports]))
+        wait_ready(host, ports)
+    assert get(host_ip, ca_file, "/trpc/health.liveness")[0] == 200
+
+
+def test_a_broken_config_never_reaches_the_running_nginx(host, host_ip, ca_file, tmp_path):
+    """A template that renders a broken site: nginx -t refuses it, the old files are back, nginx serves on."""
+    site = "/etc/nginx/sites-available/platform-api.conf"
+    before = host.file(site).sha256sum
+    master = host.check_output("systemctl show -p MainPID --value nginx.service")
+    result = run_playbook(
+        host,
+        [{"hosts": host.backend.host, "roles": ["nginx"]}],
+        "-e",
+        '{"nginx_extra_server_config": "this_is_not_a_directive on;"}',
+        tmp_path=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert "the new configuration was refused" in output
+    assert "this_is_not_a_directive" in output, "nginx -t's own message is shown"
+    assert host.file(site).sha256sum == before, "the previous site file is back"
+    assert "this_is_not_a_directive" not in host.file(site).content_string
+    assert host.run("ls /etc/nginx/sites-available/ | grep -c '~'").stdout.strip() == "0", "no backup left behind"
+    assert host.run("nginx -t").rc == 0
+    assert host.check_output("systemctl show -p MainPID --value nginx.service") == master, "nginx was not restarted"
+    status, _, _ = get(host_ip, ca_file, "/trpc/health.liveness")
+    assert status in (200, 502)
