@@ -36,8 +36,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.fixture
-def served(services, tmp_path):
+def start(services, tmp_path) -> tuple[subprocess.Popen, str, Path, Path]:
+    """gunicorn with 2 workers on a free port, ready (readyz 200)."""
     port = svc.free_port()
     metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=tmp_path)
     env = app_env(services, PORT=str(port), WEB_CONCURRENCY="2", LOG_LEVEL="INFO", PROMETHEUS_MULTIPROC_DIR=metrics_dir)
@@ -54,7 +54,13 @@ def served(services, tmp_path):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
-    yield base, log, Path(metrics_dir)
+    return proc, base, log, Path(metrics_dir)
+
+
+@pytest.fixture
+def served(services, tmp_path):
+    proc, base, log, metrics_dir = start(services, tmp_path)
+    yield base, log, metrics_dir
     proc.terminate()
     proc.wait(20)
 

@@ -117,6 +117,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+def close_app(app: Flask) -> None:
+    """Release what create_app opened (pool threads, health executor, Redis sockets).
+
+    gunicorn's worker_exit hook calls it: without it, on Python 3.13
+    psycopg_pool's finaliser waits 5 s per pool thread at interpreter exit, and
+    a stopping worker holds the listening socket that long without accepting.
+    """
+    platform = app.extensions.get("platform")
+    if not platform:
+        return
+    platform["health"].close()
+    platform["db"].close()
+    platform["redis"].close()
+
+
 class LivenessFastPath:
     """Answers the dependency-free liveness probes without Flask's request machinery.
 

@@ -36,6 +36,13 @@ logger_class = "platform_api.gunicorn_logging.JsonLogger"
 proc_name = f"platform-api-{_port}"
 # The app holds pools and sockets: one app per worker, never preloaded.
 preload_app = False
+# gunicorn's control socket: only where asked for (GUNICORN_CONTROL_SOCKET, e.g.
+# in the instance's runtime directory); its default path is in the working
+# directory, read-only under systemd's ProtectSystem=strict.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket
 
 # Multiprocess metrics: one directory per master, emptied at start.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
@@ -53,6 +60,16 @@ def on_starting(server):
         sys.exit(2)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+
+
+def worker_exit(server, worker):
+    # In the worker, once it stopped serving: close the pool and executor now
+    # (see platform_api.close_app) so the worker exits at once.
+    from platform_api import close_app
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        close_app(app)
 
 
 def child_exit(server, worker):

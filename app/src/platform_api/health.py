@@ -99,6 +99,10 @@ class Health:
         status, message = ("degraded", "Slow response") if elapsed > SLOW_MS else ("up", "OK")
         return {"status": status, "responseTime": round(elapsed, 2), "message": message}
 
+    def close(self) -> None:
+        """Stop the executor without waiting for a check in flight (the worker is exiting)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def checks(self) -> dict[str, dict[str, Any]]:
         """The dependency checks, reused for cache_ttl seconds (0: every call checks).
 

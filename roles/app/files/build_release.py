@@ -50,7 +50,7 @@ def source_hash(source: Path) -> str:
 
 
 def run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
         sys.exit(f"build_release: {' '.join(argv[:4])} ... failed:\n{tail}")
@@ -103,16 +103,42 @@ def main() -> int:
         wheels.mkdir(parents=True)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
         platforms = [arg for p in MANYLINUX for arg in ("--platform", f"{p}_{args.arch}")]
-        run([*pip, "download", "--only-binary=:all:", "--no-deps", "--require-hashes",
-             "--python-version", args.python, "--implementation", "cp", "--abi", tag, "--abi", "abi3",
-             "--abi", "none", *platforms, "--platform", "any",
-             "-r", str(source / "requirements.lock"), "-d", str(wheels)])
+        run(
+            [
+                *pip,
+                "download",
+                "--only-binary=:all:",
+                "--no-deps",
+                "--require-hashes",
+                "--python-version",
+                args.python,
+                "--implementation",
+                "cp",
+                "--abi",
+                tag,
+                "--abi",
+                "abi3",
+                "--abi",
+                "none",
+                *platforms,
+                "--platform",
+                "any",
+                "-r",
+                str(source / "requirements.lock"),
+                "-d",
+                str(wheels),
+            ]
+        )
         build = Path(tmp) / "build"
-        shutil.copytree(source, build, ignore=shutil.ignore_patterns(".venv", "tests", "__pycache__", "*.egg-info", "build"))
+        shutil.copytree(
+            source, build, ignore=shutil.ignore_patterns(".venv", "tests", "__pycache__", "*.egg-info", "build")
+        )
         run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(build)])
         shutil.copy2(source / "requirements.lock", stage / "requirements.lock")
-        (stage / "RELEASE").write_text(json.dumps({"name": name, "version": release, "python": args.python,
-                                                   "arch": args.arch}, sort_keys=True) + "\n")
+        (stage / "RELEASE").write_text(
+            json.dumps({"name": name, "version": release, "python": args.python, "arch": args.arch}, sort_keys=True)
+            + "\n"
+        )
         sums = "".join(f"{sha256(p)}  {p.relative_to(stage)}\n" for p in sorted(stage.rglob("*")) if p.is_file())
         (stage / "SHA256SUMS").write_text(sums)
         deterministic_tar(stage, archive)
