@@ -9,7 +9,9 @@ echo
 echo "== ${name}: ${os} =="
 printf '%-22s %s\n' "unit" "state"
 for unit in nftables chrony unattended-upgrades postgresql pgbouncer \
-            redis-server@cache redis-server@realtime nginx 'platform-api@3001'; do
+            redis-server@cache redis-server@realtime nginx \
+            platform-api@3001 platform-api@3002 platform-api@3003 platform-api@3004 \
+            platform-api-health.timer platform-api-metrics.timer; do
   run systemctl cat "$unit" >/dev/null 2>&1 || continue
   state=$(run systemctl is-active "$unit" 2>/dev/null || true)
   enabled=$(run systemctl is-enabled "$unit" 2>/dev/null || true)
@@ -18,13 +20,17 @@ done
 echo
 echo "Shell on the host:   docker exec -it ${name} bash"
 echo "Published ports:     http://127.0.0.1:8080 -> 80, https://127.0.0.1:8443 -> 443"
-if run systemctl is-active --quiet nginx 2>/dev/null; then
-  echo "Health check:        curl -k https://127.0.0.1:8443/trpc/health.check"
-  curl -ks --max-time 5 https://127.0.0.1:8443/trpc/health.check || true
-  echo
-else
-  echo "Health check:        nothing listens on 443 yet (the nginx and app roles are not in site.yml yet)"
-fi
-echo "Secrets (generated): .cache/secrets/ (postgresql_app, redis_app, ...)"
+ca="$(cd "$(dirname "$0")/.." && pwd)/.cache/tls-ca/ca.crt"
+echo "Private CA:          ${ca} (the controller keeps its key; hosts never see it)"
+echo "Secrets (generated): .cache/secrets/ (postgresql_app, redis_app, app_auth_secret, ...)"
 echo "PgBouncer:           docker exec -it ${name} psql 'host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require'"
 echo "Re-converge:         make up     Remove the host: make down"
+echo
+echo "Health check:        curl --cacert ${ca} https://127.0.0.1:8443/trpc/health.check"
+body=$(curl -sS --max-time 10 --cacert "$ca" https://127.0.0.1:8443/trpc/health.check) || {
+  echo "the health check got no answer" >&2; exit 1; }
+echo "$body"
+case "$body" in
+  *'"status":"healthy"'*) ;;
+  *) echo "the stack is up but not healthy (see above)" >&2; exit 1;;
+esac

@@ -1,0 +1,74 @@
+"""Role tls (selfsigned): the private CA stays on the controller, each host's key stays private,
+and nginx, PostgreSQL and PgBouncer all serve the one certificate it signed."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import controller_path
+
+CERT = "/etc/platform-tls/server.crt"
+KEY = "/etc/platform-tls/private/server.key"
+CA = "/etc/platform-tls/ca.crt"
+
+
+@pytest.fixture(autouse=True)
+def only_selfsigned(hostvars, group_names):
+    if not {"lb", "db", "app"} & group_names:
+        pytest.skip("serves no TLS")
+    if hostvars.get("tls_mode", "selfsigned") != "selfsigned":
+        pytest.skip("tls_mode is not selfsigned")
+
+
+def fingerprint(host, command: str) -> str:
+    return host.check_output(f"{command} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256")
+
+
+def test_key_is_root_only_ecdsa_p256(host):
+    key = host.file(KEY)
+    assert key.mode == 0o600
+    assert key.user == "root"
+    assert host.file("/etc/platform-tls/private").mode == 0o700
+    text = host.check_output(f"openssl pkey -in {KEY} -noout -text")
+    assert "prime256v1" in text or "P-256" in text
+
+
+def test_ca_key_never_on_the_host_and_ca_matches_the_controllers(host):
+    """The CA key stays on the controller; the CA certificate on the host is the controller's."""
+    assert host.run("grep -rl 'PRIVATE KEY' /etc/platform-tls --include='ca*'").stdout == ""
+    controller_ca = controller_path("tls-ca", "ca.crt")
+    assert controller_ca.exists()
+    assert (controller_path("tls-ca", "ca.key").stat().st_mode & 0o077) == 0, "CA key is 0600 on the controller"
+    assert host.file(CA).content_string.strip() == controller_ca.read_text().strip()
+
+
+def test_certificate_verifies_for_the_hosts_names_and_addresses(host, host_ip):
+    out = host.check_output(f"openssl verify -CAfile {CA} {CERT}")
+    assert out.endswith(": OK")
+    names = host.check_output(f"openssl x509 -in {CERT} -noout -ext subjectAltName")
+    for expected in ("DNS:localhost", "IP Address:127.0.0.1", f"IP Address:{host_ip}"):
+        assert expected in names
+    # From the controller: the CA kept there verifies the host's certificate for its address.
+    result = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(controller_path("tls-ca", "ca.crt"))],
+        input=host.file(CERT).content_string,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_postgresql_and_pgbouncer_serve_the_same_certificate(host, group_names):
+    """One certificate for the whole host: what nginx, PostgreSQL and PgBouncer present is the tls role's."""
+    expected = host.check_output(f"openssl x509 -in {CERT} -noout -fingerprint -sha256")
+    if "lb" in group_names:
+        assert fingerprint(host, "openssl s_client -connect 127.0.0.1:443") == expected
+    if "db" in group_names:
+        assert fingerprint(host, "openssl s_client -starttls postgres -connect 127.0.0.1:5432") == expected
+        assert fingerprint(host, "openssl s_client -starttls postgres -connect 127.0.0.1:6432") == expected
+        copy = host.file("/etc/postgresql/ssl/server.key")
+        assert copy.user == "postgres"
+        assert copy.mode == 0o600
