@@ -7,7 +7,7 @@ run() { docker exec "$name" "$@"; }
 os=$(run sh -c '. /etc/os-release; echo "$PRETTY_NAME"')
 echo
 echo "== ${name}: ${os} =="
-printf '%-22s %s\n' "unit" "state"
+printf '%-28s %s\n' "unit" "state"
 for unit in nftables chrony unattended-upgrades postgresql pgbouncer \
             redis-server@cache redis-server@realtime nginx \
             platform-api@3001 platform-api@3002 platform-api@3003 platform-api@3004 \
@@ -15,7 +15,7 @@ for unit in nftables chrony unattended-upgrades postgresql pgbouncer \
   run systemctl cat "$unit" >/dev/null 2>&1 || continue
   state=$(run systemctl is-active "$unit" 2>/dev/null || true)
   enabled=$(run systemctl is-enabled "$unit" 2>/dev/null || true)
-  printf '%-22s %s (%s)\n' "$unit" "$state" "$enabled"
+  printf '%-28s %s (%s)\n' "$unit" "$state" "$enabled"
 done
 echo
 echo "Shell on the host:   docker exec -it ${name} bash"
