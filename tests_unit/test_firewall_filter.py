@@ -94,3 +94,19 @@ def test_cidrs_refuse_bad_input(bad):
 def test_group_addresses_resolves_groups_to_cidrs():
     assert fw.group_addresses(["app", "nosuch"], GROUPS, HOSTVARS) == ["10.0.1.11/32", "10.0.1.12/32"]
     assert fw.group_addresses(["lb"], GROUPS, HOSTVARS) == ["10.0.0.10/32", "2001:db8::10/128"]
+
+
+def test_host_addresses_is_exported_and_orders_facts_before_ansible_host():
+    """The tls role's IP SANs and the nginx upstream use host_addresses through the filter name."""
+    filters = fw.FilterModule().filters()
+    assert filters["host_addresses"] is fw.host_addresses
+    assert filters["host_addresses"](HOSTVARS, "lb1") == ["10.0.0.10", "2001:db8::10"]
+    assert filters["host_addresses"](HOSTVARS, "app2") == ["10.0.1.12"]
+    assert filters["host_addresses"](HOSTVARS, "app1") == ["10.0.1.11"]
+
+
+def test_integer_port_lists_are_accepted():
+    """app_ports feeds the firewall as a list of integers."""
+    service = {"name": "platform_api", "ports": [3001, 3002], "on_groups": ["app"], "from_groups": ["lb"]}
+    rules = fw.firewall_rules([service], ["app"], GROUPS, HOSTVARS)
+    assert rules[0]["ports"] == ["3001", "3002"]
