@@ -58,6 +58,7 @@ lock: ## Regenerate app/requirements.lock (hashes) from app/pyproject.toml
 	.cache/lock-venv/bin/pip install --quiet pip-tools
 	cd app && ../.cache/lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	  --no-emit-index-url --no-emit-find-links --extra sentry --output-file requirements.lock pyproject.toml
+	cat app/requirements-markers.lock >> app/requirements.lock
 
 docker: ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
 	@scripts/ensure-docker.sh

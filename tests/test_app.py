@@ -47,7 +47,7 @@ def test_release_tree_and_current_link(host):
     assert host.file(target).user == "root"
     assert host.run(f"runuser -u platform-api -- test -w {target}/venv/lib").rc != 0
     release = host.check_output(f"cat {target}/RELEASE")
-    py = host.check_output("python3 -c 'import sys; print(f\"{sys.version_info[0]}.{sys.version_info[1]}\")'")
+    py = host.check_output("python3 -c 'import platform; print(platform.python_version())'")
     assert f'"python": "{py}"' in release, "the wheelhouse was built for this host's Python"
     releases = host.check_output(f"find {ROOT}/releases -mindepth 1 -maxdepth 1 -type d | wc -l")
     assert 1 <= int(releases) <= 5
@@ -179,6 +179,13 @@ def test_rolling_restart_never_leaves_nginx_without_an_instance(host, host_ip, g
         time.sleep(1)
         changed = run_playbook(host, play, "-e", '{"app_extra_env": {"ROLLING_TEST": "1"}}', tmp_path=tmp_path)
         pids_between = host.check_output("systemctl show -p MainPID --value 'platform-api@*'").split()
+        # Six releases deployed after the current one (as after a rollback): the deploy keeps
+        # the newest five and the current one, and removes the oldest with its archive.
+        for n in range(1, 7):
+            host.check_output(
+                f"mkdir -p {ROOT}/releases/0.0.{n}-fake && touch -d '+{n} min' {ROOT}/releases/0.0.{n}-fake"
+                f" && touch {ROOT}/releases/platform-api-0.0.{n}-fake-py3.0.0-x86_64.tar.gz"
+            )
         restored = run_playbook(host, play, tmp_path=tmp_path)
         time.sleep(1)
     print("during two rolling restarts:", load.summary())
@@ -186,6 +193,13 @@ def test_rolling_restart_never_leaves_nginx_without_an_instance(host, host_ip, g
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert not set(pids_before) & set(pids_between), "every instance restarted with the new environment"
     assert "ROLLING_TEST" not in host.file("/etc/platform-api/env").content_string
+    current = host.file(f"{ROOT}/current").linked_to
+    assert host.file(current).is_directory, "the current release is never removed"
+    assert not host.file(f"{ROOT}/releases/0.0.1-fake").exists, "the oldest release is removed"
+    assert not host.file(f"{ROOT}/releases/platform-api-0.0.1-fake-py3.0.0-x86_64.tar.gz").exists
+    for n in range(2, 7):
+        assert host.file(f"{ROOT}/releases/0.0.{n}-fake").exists
+    host.check_output(f"rm -rf {ROOT}/releases/0.0.*-fake {ROOT}/releases/platform-api-0.0.*-fake-*")
     assert len(load.statuses) > 100
     assert set(load.statuses) == {200}, load.summary()
     assert not load.errors, load.summary()

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Build a release of app/ for one target Python and platform, on the controller.
 
-    build_release.py --source app --out .cache/releases --python 3.13 --arch x86_64
+    build_release.py --source app --out .cache/releases --python 3.13.5 --arch x86_64
 
 A release is one deterministic tar.gz: the app's wheel, a wheelhouse holding
 every pinned dependency of requirements.lock (binary wheels for the target's
 CPython ABI and manylinux platform, each checked against the lock's hashes by
 pip), the lock itself and SHA256SUMS. Hosts install it with --no-index
 --require-hashes: they never reach PyPI.
+
+The lock may hold pins with environment markers (app/requirements-markers.lock);
+pip would judge them against the controller's Python, so they are judged here
+against the target's full version (Debian 12's 3.11.2 needs a pin 3.11.7 does
+not) and the release carries a marker-free lock for exactly its target.
 
 The release id is <project version>-<first 12 hex of a hash of the sources>, so
 an unchanged source tree reuses the archive already built (nothing changes on
@@ -56,6 +61,33 @@ def run(argv: list[str]) -> None:
         sys.exit(f"build_release: {' '.join(argv[:4])} ... failed:\n{tail}")
 
 
+def target_lock(text: str, python: str) -> str:
+    """The lock with each marker judged for CPython `python` on Linux: kept pins lose the marker."""
+    from packaging.markers import Marker
+
+    major_minor = ".".join(python.split(".")[:2])
+    env = {
+        "python_version": major_minor,
+        "python_full_version": python,
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    }
+    out: list[str] = []
+    keep = True
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            requirement, _, marker = line.rstrip(" \\").partition(";")
+            keep = not marker.strip() or Marker(marker.strip()).evaluate(env)
+            if keep and marker.strip():
+                line = requirement.rstrip() + " \\"
+        if keep or line.startswith("#"):
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def deterministic_tar(directory: Path, archive: Path) -> None:
     """Sorted entries, fixed owner and mtime: the same inputs give the same bytes."""
 
@@ -80,19 +112,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--python", required=True, help="target CPython version, e.g. 3.13")
+    parser.add_argument("--python", required=True, help="target CPython version, e.g. 3.13.5")
     parser.add_argument("--arch", default="x86_64")
     args = parser.parse_args()
 
-    if not re.fullmatch(r"3\.\d{1,2}", args.python):
-        sys.exit(f"build_release: --python must look like 3.13, got {args.python!r}")
+    if not re.fullmatch(r"3\.\d{1,2}\.\d{1,3}", args.python):
+        sys.exit(f"build_release: --python must look like 3.13.5, got {args.python!r}")
     source = args.source.resolve()
     project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
     name, version = project["name"], project["version"]
     release = f"{version}-{source_hash(source)}"
-    tag = "cp" + args.python.replace(".", "")
+    tag = "cp" + "".join(args.python.split(".")[:2])
     args.out.mkdir(parents=True, exist_ok=True)
-    archive = (args.out / f"{name}-{release}-{tag}-{args.arch}.tar.gz").resolve()
+    archive = (args.out / f"{name}-{release}-py{args.python}-{args.arch}.tar.gz").resolve()
     if archive.exists():
         print(json.dumps({"version": release, "archive": str(archive), "sha256": sha256(archive), "reused": True}))
         return 0
@@ -101,6 +133,7 @@ def main() -> int:
         stage = Path(tmp) / "release"
         wheels = stage / "wheels"
         wheels.mkdir(parents=True)
+        (stage / "requirements.lock").write_text(target_lock((source / "requirements.lock").read_text(), args.python))
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
         platforms = [arg for p in MANYLINUX for arg in ("--platform", f"{p}_{args.arch}")]
         run(
@@ -111,7 +144,7 @@ def main() -> int:
                 "--no-deps",
                 "--require-hashes",
                 "--python-version",
-                args.python,
+                ".".join(args.python.split(".")[:2]),
                 "--implementation",
                 "cp",
                 "--abi",
@@ -124,7 +157,7 @@ def main() -> int:
                 "--platform",
                 "any",
                 "-r",
-                str(source / "requirements.lock"),
+                str(stage / "requirements.lock"),
                 "-d",
                 str(wheels),
             ]
@@ -134,7 +167,6 @@ def main() -> int:
             source, build, ignore=shutil.ignore_patterns(".venv", "tests", "__pycache__", "*.egg-info", "build")
         )
         run([*pip, "wheel", "--no-deps", "--wheel-dir", str(wheels), str(build)])
-        shutil.copy2(source / "requirements.lock", stage / "requirements.lock")
         (stage / "RELEASE").write_text(
             json.dumps({"name": name, "version": release, "python": args.python, "arch": args.arch}, sort_keys=True)
             + "\n"
