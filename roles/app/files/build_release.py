@@ -114,6 +114,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--python", required=True, help="target CPython version, e.g. 3.13.5")
     parser.add_argument("--arch", default="x86_64")
+    parser.add_argument("--keep", type=int, default=10, help="archives kept in --out")
     args = parser.parse_args()
 
     if not re.fullmatch(r"3\.\d{1,2}\.\d{1,3}", args.python):
@@ -174,8 +175,17 @@ def main() -> int:
         sums = "".join(f"{sha256(p)}  {p.relative_to(stage)}\n" for p in sorted(stage.rglob("*")) if p.is_file())
         (stage / "SHA256SUMS").write_text(sums)
         deterministic_tar(stage, archive)
+    prune(args.out, args.keep, archive)
     print(json.dumps({"version": release, "archive": str(archive), "sha256": sha256(archive), "reused": False}))
     return 0
+
+
+def prune(out: Path, keep: int, current: Path) -> None:
+    """Keep the newest `keep` archives of the controller's cache (and always `current`)."""
+    archives = sorted(out.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in archives[keep:]:
+        if old != current:
+            old.unlink(missing_ok=True)
 
 
 def sha256(path: Path) -> str:
