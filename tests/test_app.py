@@ -203,3 +203,32 @@ def test_rolling_restart_never_leaves_nginx_without_an_instance(host, host_ip, g
     assert len(load.statuses) > 100
     assert set(load.statuses) == {200}, load.summary()
     assert not load.errors, load.summary()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"app_auth_secret": "too-short-secret"}, "AUTH_SECRET must be at least 32 characters"),
+        ({"app_redis_password": "changeme"}, "REDIS password (app_redis_password) is empty or a placeholder"),
+        ({"app_env": "production"}, "google OAuth client id and secret are required"),
+        (
+            {"app_env": "production", "app_google_client_id": "id", "app_google_client_secret": "s" * 24},
+            "microsoft OAuth client id and secret are required",
+        ),
+    ],
+)
+def test_preflight_refuses_bad_secrets(host, tmp_path, extra, message):
+    """The app's preflight (playbooks/preflight.yml runs it before any change) names what is wrong, never the value."""
+    play = [
+        {
+            "hosts": host.backend.host,
+            "gather_facts": False,
+            "vars_files": [str(REPO / "playbooks" / "vars" / "wiring.yml")],
+            "tasks": [{"ansible.builtin.include_role": {"name": "app", "tasks_from": "validate.yml"}}],
+        }
+    ]
+    result = run_playbook(host, play, "-e", json.dumps(extra), tmp_path=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert message in output, output[-1500:]
+    assert secret("postgresql_app") not in output
