@@ -39,6 +39,13 @@ def group_names(hostvars) -> set[str]:
     return set(hostvars.get("group_names", []))
 
 
+def skip_unless_site(hostvars) -> None:
+    """Skip where the scenario converges less than the whole site (converge_scope: base)."""
+    scope = hostvars.get("converge_scope", "site")
+    if scope != "site":
+        pytest.skip(f"this scenario converges the {scope} plays only")
+
+
 @pytest.fixture(scope="module")
 def host_ip(host) -> str:
     """The host's address on its container network, as the controller sees it."""

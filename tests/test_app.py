@@ -9,15 +9,16 @@ import time
 
 import pytest
 
-from conftest import REPO, HttpsLoad, controller_path, run_playbook, secret
+from conftest import REPO, HttpsLoad, controller_path, run_playbook, secret, skip_unless_site
 
 ROOT = "/srv/platform-api"
 
 
 @pytest.fixture(autouse=True)
-def only_app(group_names):
+def only_app(group_names, hostvars):
     if "app" not in group_names:
         pytest.skip("not an app host")
+    skip_unless_site(hostvars)
 
 
 @pytest.fixture(scope="module")

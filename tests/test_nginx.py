@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import HttpsLoad, controller_path, run_playbook
+from conftest import HttpsLoad, controller_path, run_playbook, skip_unless_site
 
 HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains",
@@ -31,9 +31,10 @@ HEADERS = {
 
 
 @pytest.fixture(autouse=True)
-def only_lb(group_names):
+def only_lb(group_names, hostvars):
     if "lb" not in group_names:
         pytest.skip("not an lb host")
+    skip_unless_site(hostvars)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import controller_path
+from conftest import controller_path, skip_unless_site
 
 CERT = "/etc/platform-tls/server.crt"
 KEY = "/etc/platform-tls/private/server.key"
@@ -20,6 +20,7 @@ def only_selfsigned(hostvars, group_names):
         pytest.skip("serves no TLS")
     if hostvars.get("tls_mode", "selfsigned") != "selfsigned":
         pytest.skip("tls_mode is not selfsigned")
+    skip_unless_site(hostvars)
 
 
 def fingerprint(host, command: str) -> str:
