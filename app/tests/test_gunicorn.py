@@ -115,3 +115,35 @@ def test_json_logs_carry_request_id_and_no_secret(served):
     # Every line the server wrote is a JSON object.
     for line in text.splitlines():
         assert isinstance(json.loads(line), dict), line
+
+
+def _raw_request(base: str, request: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are (a chunked body urllib would not make) and read the answer."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
+def test_a_chunked_body_over_the_limit_is_413(served):
+    """MAX_BODY_BYTES holds for a chunked body (no Content-Length) as for one with a length."""
+    base, _, _ = served
+    piece = b"x" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(20)) + b"0\r\n\r\n"  # 1.25 MiB > 1 MiB
+    head = (
+        b"POST /trpc/health.nothing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    answer = _raw_request(base, head + body)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    small = b'{"a": 1}'
+    answer = _raw_request(base, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from . import logs, metrics
 from .config import ConfigError, Settings
 from .db import Database
 from .health import Health
+from .scrub import scrub_event
 from .trpc import Router, code_for_status, error_envelope
 
 __all__ = ["ConfigError", "Settings", "create_app"]
@@ -37,7 +39,27 @@ def _init_sentry(settings: Settings) -> None:
         release=settings.app_version,
         send_default_pii=False,
         traces_sample_rate=0.0,
+        # Frame locals hold settings, URLs and tokens: never sent.
+        include_local_variables=False,
+        before_send=scrub_event,
     )
+
+
+def client_address(settings: Settings) -> str:
+    """The caller: the proxy's X-Real-IP when the peer is a trusted proxy, else the peer."""
+    peer = request.remote_addr or ""
+    forwarded = request.headers.get("X-Real-IP", "")
+    if forwarded and _in_networks(peer, settings.trusted_proxies):
+        return forwarded
+    return peer
+
+
+def _in_networks(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -59,8 +81,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
-    health = Health(db, cache, settings.app_version, settings.health_timeout, settings.health_cache_ttl)
-    router = Router()
+    health = Health(
+        db,
+        cache,
+        settings.app_version,
+        settings.health_timeout,
+        settings.health_cache_ttl,
+        is_internal=lambda: _in_networks(client_address(settings), settings.health_detail_allow),
+    )
+    router = Router(max_batch=settings.trpc_max_batch)
     health.register(router)
     app.register_blueprint(router.blueprint())
     app.extensions["platform"] = {"settings": settings, "db": db, "redis": cache, "health": health, "router": router}
@@ -88,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        # Labels from closed sets: a registered procedure or URL rule, `batch`, `unknown`.
         route = g.get("trpc_route") or (request.url_rule.rule if request.url_rule else "unknown")
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         status = response.status_code

@@ -7,7 +7,10 @@ import logging
 import os
 import sys
 
+from psycopg.conninfo import conninfo_to_dict
+
 from .config import ConfigError, Settings
+from .scrub import scrub_text
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -16,6 +19,11 @@ def _migrate(args: argparse.Namespace) -> int:
     conninfo = os.environ.get("MIGRATION_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not conninfo:
         print("platform-api migrate: MIGRATION_DATABASE_URL (or DATABASE_URL) is required", file=sys.stderr)
+        return 2
+    try:
+        conninfo_to_dict(conninfo)
+    except Exception:  # psycopg's message quotes the whole string, password included
+        print("platform-api migrate: the database URL is not a valid PostgreSQL connection string", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     roles = Roles(owner=args.owner_role, app=args.app_role, auth=args.auth_role)
@@ -26,7 +34,7 @@ def _migrate(args: argparse.Namespace) -> int:
         return 1
     except Exception as exc:  # connection refused, authentication failed...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"platform-api migrate: failed: {first}", file=sys.stderr)
+        print(f"platform-api migrate: failed: {scrub_text(first)}", file=sys.stderr)
         return 1
     for line in report:
         print(line)

@@ -9,24 +9,27 @@ SENTRY_DSN) plus a few tuning knobs with safe defaults.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-ENVIRONMENTS = ("production", "staging", "development")
-MIN_SECRET_LENGTH = 32
+# The rules the app role's preflight applies too (one file, read by both).
+RULES = json.loads(resources.files("platform_api").joinpath("rules.json").read_text(encoding="utf-8"))
+ENVIRONMENTS: tuple[str, ...] = tuple(RULES["environments"])
+MIN_SECRET_LENGTH: int = RULES["min_secret_length"]
 PGBOUNCER_DEFAULT_PORT = 6432
 
 # Values that mean "nobody set this": the guide's <...> placeholders and the usual suspects.
-_PLACEHOLDER = re.compile(
-    r"^(<.*>|changeme|change-me|change_me|changeit|password|passwd|secret|example|test|default|"
-    r"todo|xxx+|your[-_].*|replace[-_]?me|dummy|placeholder)$",
-    re.IGNORECASE,
-)
+_PLACEHOLDER = re.compile(RULES["placeholder_pattern"], re.IGNORECASE)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -75,6 +78,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return float(_number(env, name, default, low, high, float))
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[Network, ...]:
+    """A comma-separated list of addresses or CIDRs ('*' is everyone)."""
+    raw = env.get(name, "").strip() or default
+    if raw == "*":
+        return (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(name, "must be a comma-separated list of IP addresses or CIDRs") from None
 
 
 def _secret(env: Mapping[str, str], name: str, *, production: bool, required: bool, min_length: int = 0) -> str:
@@ -140,8 +154,9 @@ class Settings:
     """Validated configuration. Build it with Settings.from_env()."""
 
     env: str
-    database_url: str
-    redis_url: str
+    # URLs carry passwords: never in a repr (tracebacks, Sentry's frame locals).
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
     auth_secret: str = field(repr=False)
     auth_trust_host: bool = False
     google_client_id: str = ""
@@ -156,11 +171,21 @@ class Settings:
     db_pool_max: int = 10
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
+    db_lock_timeout_ms: int = 2000
     db_prepared_statements: bool = False
     health_timeout: float = 0.5
     health_cache_ttl: float = 1.0
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    # Calls one tRPC batch may hold.
+    trpc_max_batch: int = 10
+    # The proxies allowed to name the client (X-Real-IP), as gunicorn's FORWARDED_ALLOW_IPS.
+    trusted_proxies: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+    # Callers that see a failing check's exact error (monitoring timers, /metrics' allow list).
+    health_detail_allow: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
 
     @property
     def production(self) -> bool:
@@ -227,9 +252,13 @@ class Settings:
             db_pool_max=pool_max,
             db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 2, 60),
             db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
+            db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", 2000, 10, 600000),
             db_prepared_statements=prepared,
             health_timeout=_float(env, "HEALTH_CHECK_TIMEOUT", 0.5, 0.05, 5.0),
             health_cache_ttl=_float(env, "HEALTH_CACHE_TTL", 1.0, 0.0, 60.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024),
             log_level=log_level,
+            trpc_max_batch=_int(env, "TRPC_MAX_BATCH", 10, 1, 50),
+            trusted_proxies=_networks(env, "FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+            health_detail_allow=_networks(env, "HEALTH_DETAIL_ALLOW", "127.0.0.1,::1"),
         )

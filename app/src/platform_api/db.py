@@ -26,15 +26,24 @@ from .config import Settings
 
 _SETTING_NAME = re.compile(r"^app\.[a-z_]{1,63}$")
 
+# Every app.* setting a policy or function reads. Each scoped transaction sets
+# ALL of them, transaction-locally, empty where not given: a server connection
+# poisoned by a session-level set_config() (PgBouncer lends connections on)
+# then cannot hand its value to sign-in, provisioning or another tenant.
+KNOWN_SETTINGS = ("app.current_tenant_id", "app.verification_identifier", "app.verification_token")
+
 # One round trip tells whether RLS is in place: the function, the count of
-# tables with RLS enabled AND forced in the application schema, and pgvector.
+# tables with RLS enabled AND forced in the application schema, the count of
+# tables WITHOUT it (any is a failure: a new table must not fail open), and
+# pgvector. schema_migrations is the migration tool's own (no app grants).
 HEALTH_QUERY = """
 SELECT to_regprocedure('public.get_current_tenant_id()') IS NOT NULL,
-       (SELECT count(*) FROM pg_catalog.pg_class c
-          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-           AND c.relrowsecurity AND c.relforcerowsecurity),
+       count(*) FILTER (WHERE c.relrowsecurity AND c.relforcerowsecurity),
+       count(*) FILTER (WHERE NOT (c.relrowsecurity AND c.relforcerowsecurity)),
        EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector')
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'
 """
 
 
@@ -63,6 +72,9 @@ class Database:
         if not settings.db_prepared_statements:
             kwargs["prepare_threshold"] = None
         self.statement_timeout = str(settings.db_statement_timeout_ms)
+        # A table locked by someone else (LOCK TABLE needs only UPDATE) fails the
+        # transaction after this long instead of queueing every request behind it.
+        self.lock_timeout = str(settings.db_lock_timeout_ms)
         self.pool = ConnectionPool(
             conninfo,
             min_size=settings.db_pool_min,
@@ -97,8 +109,9 @@ class Database:
         for name in settings:
             if not _SETTING_NAME.match(name):
                 raise ValueError(f"invalid setting name {name!r}")
-        names = ["statement_timeout", *settings]
-        values = [self.statement_timeout, *settings.values()]
+        scoped = {name: "" for name in KNOWN_SETTINGS} | dict(settings)
+        names = ["statement_timeout", "lock_timeout", *scoped]
+        values = [self.statement_timeout, self.lock_timeout, *scoped.values()]
         query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
         params = [p for pair in zip(names, values, strict=True) for p in pair]
         with self.pool.connection(timeout=timeout) as conn, conn.transaction(), conn.cursor() as cur:
@@ -121,11 +134,11 @@ class Database:
         with self.scoped_transaction({"app.current_tenant_id": tenant_id_str(tenant_id)}, timeout=timeout) as cur:
             yield cur
 
-    def health(self, timeout: float) -> tuple[bool, int, bool]:
-        """(rls function present, tables with forced RLS, pgvector) in one query."""
+    def health(self, timeout: float) -> tuple[bool, int, int, bool]:
+        """(rls function present, tables with forced RLS, tables without, pgvector) in one query."""
         with self.pool.connection(timeout=timeout) as conn:
             start = time.perf_counter()
             row = conn.execute(HEALTH_QUERY).fetchone()
             metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
         assert row is not None
-        return bool(row[0]), int(row[1]), bool(row[2])
+        return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])

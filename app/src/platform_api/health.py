@@ -7,12 +7,17 @@ that deadline even when PostgreSQL or Redis is down or silently drops packets.
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import redis
 
 from . import metrics
@@ -20,19 +25,53 @@ from .db import Database
 from .timeutil import iso_now
 from .trpc import Router
 
+log = logging.getLogger("platform_api.health")
+
 EXPECTED_RLS_TABLES = 15
 SLOW_MS = 100.0
+# The key under which a check keeps the exact error; only internal callers see it.
+ERROR_KEY = "error"
 
 
-def _short(exc: BaseException) -> str:
-    """A one-line error message for a health answer (connection errors carry no secrets)."""
+def _exact(exc: BaseException) -> str:
+    """The library's own one-line text (addresses, users...): logs and internal callers only."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def public_message(exc: BaseException, timeout: float) -> str:
+    """What failed, in words that name no address, user or library text."""
+    text = str(exc).lower()
+    if isinstance(exc, redis.AuthenticationError) or any(
+        word in text for word in ("authentication", "wrongpass", "noauth", "password")
+    ):
+        return "Authentication failed"
+    if isinstance(exc, FutureTimeout | TimeoutError | socket.timeout | redis.TimeoutError) or "timeout" in text:
+        return f"No answer within {int(timeout * 1000)} ms"
+    if isinstance(exc, redis.ConnectionError | psycopg.OperationalError | psycopg_pool.PoolTimeout | OSError):
+        return "Connection failed"
+    return "Check failed"
+
+
+def public_view(checks: dict[str, dict[str, Any]], detailed: bool) -> dict[str, dict[str, Any]]:
+    """The checks as a caller may see them: the exact error only when detailed."""
+    if detailed:
+        return checks
+    return {name: {k: v for k, v in check.items() if k != ERROR_KEY} for name, check in checks.items()}
 
 
 class Health:
-    def __init__(self, db: Database, cache: redis.Redis, version: str, timeout: float, cache_ttl: float = 0.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: redis.Redis,
+        version: str,
+        timeout: float,
+        cache_ttl: float = 0.0,
+        is_internal: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.db = db
+        self.is_internal = is_internal
         self.cache = cache
         self.version = version
         self.timeout = timeout
@@ -49,27 +88,27 @@ class Health:
         start = time.perf_counter()
         return self._database_result(self._executor.submit(self._timed_db_health), start)
 
-    def _timed_db_health(self) -> tuple[tuple[bool, int, bool], float]:
+    def _timed_db_health(self) -> tuple[tuple[bool, int, int, bool], float]:
         start = time.perf_counter()
         result = self.db.health(self.timeout)
         return result, (time.perf_counter() - start) * 1000
 
     def _database_result(self, future: Future, start: float) -> dict[str, Any]:
         try:
-            (rls_function, rls_tables, pgvector), elapsed = future.result(
+            (rls_function, rls_tables, unprotected, pgvector), elapsed = future.result(
                 timeout=max(0.0, start + self.timeout - time.perf_counter())
             )
-        except FutureTimeout:
-            return self._down(start, f"No answer within {int(self.timeout * 1000)} ms")
         except Exception as exc:
-            return self._down(start, _short(exc))
+            return self._down(start, exc, self.timeout)
         details = {
-            "rlsConfigured": rls_function and rls_tables >= EXPECTED_RLS_TABLES,
+            "rlsConfigured": rls_function and unprotected == 0 and rls_tables >= EXPECTED_RLS_TABLES,
             "rlsTables": rls_tables,
             "pgvector": pgvector,
         }
         if not rls_function:
             status, message = "down", "RLS function missing - security risk"
+        elif unprotected:
+            status, message = "down", f"{unprotected} table(s) without forced RLS - security risk"
         elif rls_tables < EXPECTED_RLS_TABLES:
             status, message = "down", f"RLS forced on {rls_tables} of {EXPECTED_RLS_TABLES} tables - security risk"
         elif elapsed > SLOW_MS:
@@ -79,12 +118,13 @@ class Health:
         return {"status": status, "responseTime": round(elapsed, 2), "message": message, "details": details}
 
     @staticmethod
-    def _down(start: float, message: str) -> dict[str, Any]:
+    def _down(start: float, exc: BaseException, timeout: float) -> dict[str, Any]:
         elapsed = (time.perf_counter() - start) * 1000
         return {
             "status": "down",
             "responseTime": round(elapsed, 2),
-            "message": message,
+            "message": public_message(exc, timeout),
+            ERROR_KEY: _exact(exc),
             "details": {"rlsConfigured": False, "rlsTables": 0, "pgvector": False},
         }
 
@@ -94,7 +134,12 @@ class Health:
             self.cache.ping()
         except Exception as exc:
             elapsed = (time.perf_counter() - start) * 1000
-            return {"status": "down", "responseTime": round(elapsed, 2), "message": _short(exc)}
+            return {
+                "status": "down",
+                "responseTime": round(elapsed, 2),
+                "message": public_message(exc, self.timeout),
+                ERROR_KEY: _exact(exc),
+            }
         elapsed = (time.perf_counter() - start) * 1000
         status, message = ("degraded", "Slow response") if elapsed > SLOW_MS else ("up", "OK")
         return {"status": status, "responseTime": round(elapsed, 2), "message": message}
@@ -131,12 +176,18 @@ class Health:
         start = time.perf_counter()
         future = self._executor.submit(self._timed_db_health)
         cache = self.redis()
-        return {"database": self._database_result(future, start), "redis": cache}
+        checks = {"database": self._database_result(future, start), "redis": cache}
+        for name, check in checks.items():
+            if ERROR_KEY in check:
+                # The exact error, once per check run, with the request id of the caller that ran it.
+                log.warning("health check %s failed: %s", name, check[ERROR_KEY], extra={"check": name})
+        return checks
 
     # -- procedures ----------------------------------------------------
 
-    def check(self) -> tuple[dict[str, Any], int]:
-        checks = self.checks()
+    def check(self, detailed: bool = False) -> tuple[dict[str, Any], int]:
+        """The guide's health answer; `detailed` (internal callers) adds each failure's exact error."""
+        checks = public_view(self.checks(), detailed)
         statuses = {c["status"] for c in checks.values()}
         overall = "unhealthy" if "down" in statuses else "degraded" if "degraded" in statuses else "healthy"
         body = {
@@ -174,7 +225,7 @@ class Health:
         return summary
 
     def register(self, router: Router) -> None:
-        router.query("health.check")(lambda _input: self.check())
+        router.query("health.check")(lambda _input: self.check(detailed=self.is_internal()))
         router.query("health.liveness")(lambda _input: self.liveness())
         router.query("health.readiness")(lambda _input: self.readiness())
         router.query("health.metrics")(lambda _input: self.metrics())

@@ -89,9 +89,27 @@ def _families():
             yield from metric.collect()
 
 
+# Label values come from closed sets: a client chooses its method token freely,
+# and every distinct label value is a new series in every worker's file.
+METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
+
+
 def record_request(method: str, route: str, status: int, seconds: float, error_code: str | None = None) -> None:
-    """Count one answered request; error_code (the tRPC code name) when status >= 400."""
-    API_REQUESTS.labels(method, route, str(status)).inc()
+    """Count one answered request; error_code (the tRPC code name) when status >= 400.
+
+    `route` must already come from a closed set (a registered procedure or URL
+    rule, `batch` or `unknown`); the method and status are mapped here.
+    """
+    method = method_label(method)
+    API_REQUESTS.labels(method, route, status_label(status)).inc()
     API_REQUEST_DURATION.labels(method, route).observe(seconds)
     if status >= 400:
         API_REQUEST_ERRORS.labels(route, error_code or str(status)).inc()

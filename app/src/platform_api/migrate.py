@@ -171,8 +171,83 @@ def apply_migrations(conn: psycopg.Connection, migrations: list[Migration]) -> l
     return done
 
 
+def reset_runtime_role(conn: psycopg.Connection, roles: Roles) -> list[str]:
+    """Clear role-level settings of the runtime role (ALTER ROLE app [IN DATABASE d] SET ...).
+
+    Any role may set its own defaults, so the runtime role could make every
+    later session read-only, drop its timeouts or change its search_path.
+    A superuser resets them here; the owner through
+    platform_admin.reset_runtime_role(), which the postgresql role installs;
+    without either, migrate refuses rather than carry on with them.
+    """
+    rows = conn.execute(
+        """
+        SELECT coalesce(d.datname, '(all databases)'), array_to_string(s.setconfig, ', ')
+          FROM pg_catalog.pg_db_role_setting s
+          JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+          LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+         WHERE r.rolname = %s
+        """,
+        (roles.app,),
+    ).fetchall()
+    if not rows:
+        return []
+    found = "; ".join(f"{db}: {config}" for db, config in rows)
+    if _is_superuser(conn):
+        with conn.transaction():
+            conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(roles.app)))
+            for (db,) in conn.execute(
+                """
+                SELECT d.datname FROM pg_catalog.pg_db_role_setting s
+                  JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+                 WHERE s.setrole = %s::regrole
+                """,
+                (roles.app,),
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                        sql.Identifier(roles.app), sql.Identifier(db)
+                    )
+                )
+    elif conn.execute("SELECT to_regprocedure('platform_admin.reset_runtime_role()')").fetchone()[0]:
+        conn.execute("SELECT platform_admin.reset_runtime_role()")
+    else:
+        raise MigrationError(
+            f"role {roles.app} has role-level settings ({found}); a superuser must reset them "
+            f"(ALTER ROLE {roles.app} RESET ALL, and IN DATABASE), as the postgresql role does on every converge"
+        )
+    log.warning("reset role-level settings of %s: %s", roles.app, found)
+    return [f"reset role-level settings of {roles.app} ({found})"]
+
+
+def unprotected_tables(conn: psycopg.Connection) -> list[str]:
+    """Tables of the schema without RLS enabled AND forced (the migration history excepted)."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """
+            SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'
+               AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+             ORDER BY 1
+            """,
+            (SCHEMA,),
+        ).fetchall()
+    ]
+
+
 def reconcile_grants(conn: psycopg.Connection, roles: Roles) -> None:
-    """Give each role exactly what it needs; nothing to PUBLIC. Idempotent."""
+    """Give each role exactly what it needs; nothing to PUBLIC. Idempotent.
+
+    Refuses (before granting anything) while any table lacks forced RLS: a
+    grant on such a table would hand the runtime role every tenant's rows.
+    """
+    unprotected = unprotected_tables(conn)
+    if unprotected:
+        raise MigrationError(
+            f"refusing to grant: table(s) without RLS enabled and forced: {', '.join(unprotected)} "
+            "(every table needs ENABLE and FORCE ROW LEVEL SECURITY and its policies)"
+        )
     ident = sql.Identifier
     app, auth = ident(roles.app), ident(roles.auth)
     with conn.transaction():
@@ -249,6 +324,10 @@ def migrate(
             report += [f"applied {name}" for name in apply_migrations(conn, migrations)]
             step = "reconcile grants"
             reconcile_grants(conn, roles)
+            step = "reset runtime role"
+            if set_owner:
+                conn.execute("RESET ROLE")
+            report += reset_runtime_role(conn, roles)
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).splitlines()[0]
             raise MigrationError(f"{step}: {detail}") from exc

@@ -50,6 +50,11 @@ _STATUS_TO_CODE = {status: code for code, (_, status) in reversed(list(ERROR_COD
 
 _NO_INPUT = object()
 
+# Deepest JSON nesting an input may have (objects and arrays). Python's json
+# module would otherwise recurse until RecursionError (a 500) on a few
+# thousand levels.
+MAX_INPUT_DEPTH = 32
+
 
 class TRPCError(Exception):
     """An error a procedure (or the transport) answers with."""
@@ -90,11 +95,54 @@ class Procedure:
     takes_input: bool = False
 
 
-class Router:
-    """Procedures by dotted path, served under /trpc."""
+def input_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in a parsed JSON value (iterative: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_INPUT_DEPTH:
+            break
+        stack.extend((child, depth) for child in children)
+    return deepest
 
-    def __init__(self) -> None:
+
+def parse_json(raw: str | bytes, code: str, message: str) -> Any:
+    """json.loads with a nesting bound; any failure is a TRPCError(code, message)."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise TRPCError("BAD_REQUEST", f"Input is nested deeper than {MAX_INPUT_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise TRPCError(code, message) from None
+    if input_depth(data) > MAX_INPUT_DEPTH:
+        raise TRPCError("BAD_REQUEST", f"Input is nested deeper than {MAX_INPUT_DEPTH} levels")
+    return data
+
+
+class Router:
+    """Procedures by dotted path, served under /trpc.
+
+    max_batch bounds how many calls one request may batch: every call can cost
+    a database round trip and its share of the answer, so a batch is a
+    multiplier an attacker controls. A path may appear once per batch.
+    """
+
+    def __init__(self, max_batch: int = 10) -> None:
         self.procedures: dict[str, Procedure] = {}
+        self.max_batch = max_batch
+
+    def route_label(self, name: str) -> str:
+        """A metric label from a closed set: a registered procedure or `unknown`."""
+        return name if name in self.procedures else "unknown"
 
     def query(self, path: str, *, takes_input: bool = False) -> Callable[[Handler], Handler]:
         return self._register(path, "query", takes_input)
@@ -121,10 +169,12 @@ class Router:
     def _view(self, paths: str) -> Response:
         is_batch = request.args.get("batch") in ("1", "true")
         names = paths.split(",") if is_batch else [paths]
-        g.trpc_route = (
-            names[0] if len(names) == 1 and names[0] in self.procedures else ("batch" if is_batch else "unknown")
-        )
+        g.trpc_route = "batch" if is_batch else self.route_label(names[0])
         try:
+            if is_batch and len(names) > self.max_batch:
+                raise TRPCError("BAD_REQUEST", f"A batch may hold at most {self.max_batch} calls")
+            if is_batch and len(set(names)) != len(names):
+                raise TRPCError("BAD_REQUEST", "A batch may call each procedure once")
             inputs = self._read_inputs(len(names), is_batch)
         except TRPCError as exc:
             # The request as a whole is unreadable: one error, not a batch.
@@ -139,23 +189,17 @@ class Router:
             params = {k.lower(): v.lower() for k, v in request.mimetype_params.items()}
             if media != "application/json" or any(k != "charset" or v != "utf-8" for k, v in params.items()):
                 raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
-            raw = request.get_data(cache=False)
+            raw = self._read_body()
             if not raw:
                 data: Any = _NO_INPUT
             else:
-                try:
-                    data = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    raise TRPCError("UNSUPPORTED_MEDIA_TYPE", "Request body is not valid JSON") from None
+                data = parse_json(raw, "UNSUPPORTED_MEDIA_TYPE", "Request body is not valid JSON")
         else:
             raw_input = request.args.get("input")
             if raw_input is None:
                 data = _NO_INPUT
             else:
-                try:
-                    data = json.loads(raw_input)
-                except ValueError:
-                    raise TRPCError("BAD_REQUEST", 'Failed to parse "input" as JSON') from None
+                data = parse_json(raw_input, "BAD_REQUEST", 'Failed to parse "input" as JSON')
         if not is_batch:
             return [data]
         if data is _NO_INPUT:
@@ -164,9 +208,23 @@ class Router:
             raise TRPCError("BAD_REQUEST", 'Batch "input" must be an object keyed by call index')
         return [data.get(str(i), _NO_INPUT) for i in range(count)]
 
+    @staticmethod
+    def _read_body() -> bytes:
+        """The body, at most MAX_CONTENT_LENGTH bytes, with or without Content-Length (chunked)."""
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+            return request.get_data(cache=False)  # Werkzeug refused a Content-Length over the limit
+        # Chunked: Werkzeug's stream stops quietly at the limit (a truncated
+        # body); read the server's stream one byte past the limit to tell.
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise TRPCError("PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes")
+        return raw
+
     def _call(self, name: str, raw_input: Any) -> tuple[dict[str, Any], int]:
         proc = self.procedures.get(name)
-        method_kind = "query" if request.method == "GET" else "mutation"
+        # HEAD is a GET without the body: a query, never a mutation.
+        method_kind = "query" if request.method in ("GET", "HEAD") else "mutation"
         if proc is None:
             return error_envelope("NOT_FOUND", f'No procedure found on path "{name}"', name), 404
         if proc.kind != method_kind:
