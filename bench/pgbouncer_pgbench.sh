@@ -5,7 +5,12 @@
 # of PostgreSQL backends for the app role seen during the run (must stay within
 # pgbouncer_max_db_connections). Traffic stays inside the host.
 #
-# Usage: bench/pgbouncer_pgbench.sh [HOST_CONTAINER] [SECONDS] [CLIENTS]
+# With COMPARE_RESET=1 it runs a second time with PgBouncer's reset after each
+# transaction turned off (server_reset_query_always = 0, through the admin
+# console; RELOAD puts the file's setting back), and prints both figures: what
+# wiping session state from every server connection costs.
+#
+# Usage: [COMPARE_RESET=1] bench/pgbouncer_pgbench.sh [HOST_CONTAINER] [SECONDS] [CLIENTS]
 set -euo pipefail
 host="${1:-platform-local}"
 seconds="${2:-20}"
@@ -30,6 +35,9 @@ SELECT count(*) FROM pg_catalog.pg_class WHERE relkind = 'r';
 COMMIT;
 SQL
 
+admin() { run runuser -u postgres -- psql -XAt -h /var/run/postgresql -p 6432 -U postgres pgbouncer -c "$1"; }
+
+bench_once() {
 # Sample the number of server connections every 200 ms while pgbench runs.
 run sh -c "rm -f /tmp/backends; end=\$((\$(date +%s) + $seconds + 15)); while [ \$(date +%s) -lt \$end ]; do \
   runuser -u postgres -- psql -XAt -c \"SELECT count(*) FROM pg_stat_activity WHERE usename = 'platform_app'\" >>/tmp/backends; \
@@ -51,5 +59,19 @@ echo "highest PostgreSQL backends for platform_app: ${max_backends} (PgBouncer m
 if [ "$rc" -ne 0 ] || [ "${max_backends:-0}" -gt "${limit:-0}" ]; then
   echo "RESULT: FAIL"
   exit 1
+fi
+tps=$(echo "$out" | awk '/^tps/ {printf "%.0f", $3}')
+}
+
+echo "== server_reset_query = $(admin 'SHOW CONFIG' | awk -F'|' '$1 == "server_reset_query" {print $2}'), always = $(admin 'SHOW CONFIG' | awk -F'|' '$1 == "server_reset_query_always" {print $2}')"
+bench_once
+with_reset=$tps
+if [ "${COMPARE_RESET:-0}" = 1 ]; then
+  admin 'SET server_reset_query_always = 0' >/dev/null
+  echo "== server_reset_query_always = 0 (no reset in transaction pooling)"
+  bench_once
+  without_reset=$tps
+  admin 'RELOAD' >/dev/null
+  echo "tps with the reset: $with_reset, without: $without_reset (ratio $(awk -v a="$with_reset" -v b="$without_reset" 'BEGIN {printf "%.2f", a / b}'))"
 fi
 echo "RESULT: OK"

@@ -112,11 +112,11 @@ def test_health_procedures_through_nginx(host_ip, ca_file, with_app, procedure):
 def test_http_redirects_to_https_except_acme_challenges(host_ip):
     """Port 80 answers 301 to https for everything but /.well-known/acme-challenge/."""
     conn = http.client.HTTPConnection(host_ip, 80, timeout=5)
-    conn.request("GET", "/trpc/health.check?x=1", headers={"Host": "api.test"})
+    conn.request("GET", "/trpc/health.check?x=1")
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 301
-    assert resp.getheader("Location") == "https://api.test/trpc/health.check?x=1"
+    assert resp.getheader("Location") == f"https://{host_ip}/trpc/health.check?x=1"
     assert resp.getheader("X-Frame-Options") == "DENY"
     conn.request("GET", "/.well-known/acme-challenge/missing-token")
     resp = conn.getresponse()
@@ -188,6 +188,69 @@ def test_request_id_is_passed_through(host_ip, ca_file, with_app):
     status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness", headers={"X-Request-ID": "test-req-1234"})
     assert status == 200
     assert headers.get("x-request-id") == "test-req-1234"
+
+
+def test_an_unknown_host_gets_no_site(host_ip, ca_file):
+    """Any Host was served (and redirected to); now 444 on http and 421 on https, for names not in server_name."""
+    conn = http.client.HTTPConnection(host_ip, 80, timeout=5)
+    conn.request("GET", "/", headers={"Host": "evil.example"})
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        conn.getresponse()
+    conn.close()
+    status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness", headers={"Host": "evil.example"})
+    assert status == 421
+    assert_security_headers(headers, "421")
+    assert get(host_ip, ca_file, "/trpc/health.liveness")[0] == 200
+
+
+def test_forwarded_host_is_set_by_nginx(host):
+    """A client's X-Forwarded-Host was passed through; nginx now sets it from the matched server name."""
+    config = host.check_output("nginx -T 2>/dev/null")
+    assert "proxy_set_header X-Forwarded-Host $host;" in config
+    assert "$http_x_forwarded_host" not in config
+
+
+def test_methods_the_api_does_not_use_are_405(host_ip, ca_file):
+    for method in ("PUT", "DELETE", "PROPFIND", "FOO"):
+        status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness", method=method)
+        assert status == 405, method
+        assert_security_headers(headers, f"405 {method}")
+
+
+def test_only_exact_single_probes_skip_the_access_log(host, host_ip, ca_file, with_app):
+    """`location ~ ^/trpc/health.` hid batches like health.liveness,other.proc from the log."""
+    marker = f"log-{time.monotonic_ns()}"
+    get(host_ip, ca_file, f"/trpc/health.liveness?m={marker}-single")
+    get(host_ip, ca_file, f"/trpc/health.check?m={marker}-check")
+    get(host_ip, ca_file, f"/trpc/health.liveness,other.proc?batch=1&m={marker}-batch")
+    get(host_ip, ca_file, f"/trpc/health.liveness,health.check?batch=1&m={marker}-probes")
+    time.sleep(0.5)
+    logged = host.check_output(f"grep -ho '{marker}-[a-z]*' /var/log/nginx/access.log || true").split()
+    assert sorted(logged) == [f"{marker}-batch", f"{marker}-probes"]
+
+
+def test_api_paths_are_rate_limited_per_client(host, host_ip, with_app):
+    """limit_req and limit_conn on /trpc/ (and everything but /api/auth/, which has its own), for a client
+    address outside nginx_limit_exempt: the host's own address, 400 requests 16 at a time."""
+    out = host.check_output(
+        f"seq 400 | xargs -P 16 -I{{}} curl -sk -o /dev/null -w '%{{http_code}}\\n' "
+        f"--interface {host_ip} https://{host_ip}/trpc/health.liveness"
+    )
+    codes = out.split()
+    print(f"400 requests from {host_ip}: {codes.count('200')} x 200, {codes.count('429')} x 429")
+    assert codes.count("429") > 0
+    assert codes.count("200") >= 100
+    config = host.check_output("nginx -T 2>/dev/null")
+    assert re.search(r"limit_conn platform_conn \d+;", config)
+
+
+def test_timeouts_are_never_replayed_on_another_instance(host):
+    """proxy_next_upstream had `timeout`: a request that hung one instance went to two more."""
+    config = host.check_output("nginx -T 2>/dev/null")
+    assert re.findall(r"proxy_next_upstream\s+([^;]+);", config) == ["error"]
+    tries = [int(t) for t in re.findall(r"proxy_next_upstream_tries\s+(\d+);", config)]
+    assert tries
+    assert max(tries) <= 2
 
 
 def test_auth_endpoint_is_rate_limited(host_ip, ca_file, with_app):

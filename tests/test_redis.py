@@ -55,6 +55,29 @@ def test_app_user_cannot_run_dangerous_commands(host, port, command):
     assert "NOPERM" in out.stdout + out.stderr or "command not allowed" in out.stdout
 
 
+@pytest.mark.parametrize("port", INSTANCES.values())
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("EVAL", "return 1", "0"),
+        ("FUNCTION", "FLUSH"),
+        ("SCRIPT", "FLUSH"),
+        ("SELECT", "1"),
+        ("PUBLISH", "elsewhere", "x"),
+    ],
+)
+def test_app_user_has_an_allow_list(host, port, command):
+    """The review ran EVAL, FUNCTION FLUSH, SCRIPT FLUSH, SELECT and PUBLISH anywhere as the app user."""
+    out = cli(host, port, *command)
+    assert "NOPERM" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_app_user_keys_and_channels_on_realtime_are_under_platform(host):
+    assert "NOPERM" in cli(host, 6380, "SET", "outside", "1").stdout
+    assert cli(host, 6380, "SET", "platform:probe", "1").stdout.strip() == "OK"
+    assert cli(host, 6380, "PUBLISH", "platform:events", "x").stdout.strip() == "0"
+
+
 def test_app_user_can_use_the_cache(host):
     assert cli(host, 6379, "SET", "probe", "1").stdout.strip() == "OK"
     assert cli(host, 6379, "GET", "probe").stdout.strip() == "1"
@@ -100,14 +123,14 @@ for i in range({3 * maxmemory // 65536}):
 
 
 def test_realtime_keeps_a_key_across_a_restart(host):
-    assert cli(host, 6380, "SET", "durable", "kept").stdout.strip() == "OK"
+    assert cli(host, 6380, "SET", "platform:durable", "kept").stdout.strip() == "OK"
     host.run("sleep 1.2")  # appendfsync everysec
     host.check_output("systemctl restart redis-server@realtime")
     for _ in range(50):
         if host.run("redis-cli -p 6380 PING").rc == 0:
             break
         host.run("sleep 0.1")
-    assert cli(host, 6380, "GET", "durable").stdout.strip() == "kept"
+    assert cli(host, 6380, "GET", "platform:durable").stdout.strip() == "kept"
 
 
 def test_acl_file_has_no_plaintext_password(host):

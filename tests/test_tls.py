@@ -73,3 +73,29 @@ def test_postgresql_and_pgbouncer_serve_the_same_certificate(host, group_names):
         copy = host.file("/etc/postgresql/ssl/server.key")
         assert copy.user == "postgres"
         assert copy.mode == 0o600
+
+
+def test_certificate_lives_at_most_90_days(host):
+    """The private CA issued 397-day certificates, over Mozilla's 366; now 90, renewed in the last 30."""
+    dates = host.check_output(f"openssl x509 -in {CERT} -noout -startdate -enddate")
+    start, end = (line.split("=", 1)[1] for line in dates.splitlines())
+    to_epoch = lambda text: int(host.check_output(f"date -d '{text}' +%s"))  # noqa: E731
+    days = (to_epoch(end) - to_epoch(start)) / 86400
+    print(f"server certificate lifetime: {days:.0f} days")
+    assert days <= 90
+
+
+def test_postgresql_offers_only_nginx_cipher_suites(host, group_names):
+    """PostgreSQL's TLS 1.2 suites are nginx's (ECDHE + AEAD): a CBC suite its default list takes is refused."""
+    if "db" not in group_names:
+        pytest.skip("not a db host")
+    client = "openssl s_client -starttls postgres -tls1_2 -connect 127.0.0.1:5432 -cipher {} </dev/null"
+    assert host.run(client.format("ECDHE-ECDSA-AES256-SHA384")).rc != 0
+    strong = host.run(client.format("ECDHE-ECDSA-AES128-GCM-SHA256"))
+    assert strong.rc == 0, strong.stderr
+    nginx = ""
+    if "lb" in group_names:
+        nginx = host.check_output("grep -h '^ssl_ciphers' /etc/nginx/snippets/platform-tls.conf")
+    shown = host.check_output("runuser -u postgres -- psql -XAtc 'SHOW ssl_ciphers'")
+    if nginx:
+        assert nginx.split()[1].rstrip(";") == shown

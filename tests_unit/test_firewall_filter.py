@@ -110,3 +110,17 @@ def test_integer_port_lists_are_accepted():
     service = {"name": "platform_api", "ports": [3001, 3002], "on_groups": ["app"], "from_groups": ["lb"]}
     rules = fw.firewall_rules([service], ["app"], GROUPS, HOSTVARS)
     assert rules[0]["ports"] == ["3001", "3002"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("::1", "[::1]"),
+        ("fd00::5", "[fd00::5]"),
+        ("10.0.0.5", "10.0.0.5"),
+        ("api.example.com", "api.example.com"),
+        (["127.0.0.1", "::1", "host"], ["127.0.0.1", "[::1]", "host"]),
+    ],
+)
+def test_bracket_ipv6_brackets_only_ipv6_addresses(value, expected):
+    assert fw.bracket_ipv6(value) == expected

@@ -53,6 +53,20 @@ def _is_ip(value: Any) -> bool:
     return True
 
 
+def bracket_ipv6(value: Any) -> Any:
+    """An IPv6 address in brackets (for host:port, URLs, nginx server_name); anything else unchanged.
+
+    A list maps element by element.
+    """
+    if isinstance(value, list | tuple):
+        return [bracket_ipv6(v) for v in value]
+    text = str(value)
+    try:
+        return f"[{text}]" if ipaddress.ip_address(text).version == 6 else text
+    except ValueError:
+        return text
+
+
 def host_addresses(hostvars: Mapping[str, Any], host: str) -> list[str]:
     """The addresses a host's traffic may come from.
 
@@ -171,6 +185,7 @@ class FilterModule:
 
     def filters(self) -> dict[str, Any]:
         return {
+            "bracket_ipv6": bracket_ipv6,
             "firewall_rules": firewall_rules,
             "firewall_cidrs": firewall_cidrs,
             "group_addresses": group_addresses,
