@@ -71,7 +71,7 @@ def test_nginx_reloads_restarts_and_rotates_its_logs_in_its_sandbox(host, group_
     master = host.check_output("systemctl show -p MainPID --value nginx")
     host.check_output("systemctl reload nginx")
     host.check_output("logrotate --force /etc/logrotate.d/nginx")
-    host.check_output("curl -sk -o /dev/null https://127.0.0.1/trpc/health.liveness")
+    host.check_output("curl -sk -o /dev/null https://127.0.0.1/after-rotation")  # a logged path
     assert host.check_output("systemctl show -p MainPID --value nginx") == master, "a reload keeps the master"
     assert host.file("/var/log/nginx/access.log").size > 0, "the reopened log is written"
     host.check_output("systemctl restart nginx")
@@ -80,7 +80,19 @@ def test_nginx_reloads_restarts_and_rotates_its_logs_in_its_sandbox(host, group_
     assert failed.stdout == "", failed.stdout
 
 
-def test_postgresql_and_pgbouncer_stop_start_and_reload_in_their_sandboxes(host, group_names):
+def wait_api_healthy(host, group_names, hostvars, timeout: float = 30) -> None:
+    """After a test restarted a dependency: the instances answer healthy again (later tests need them)."""
+    if "app" not in group_names:
+        return
+    port = hostvars.get("app_ports", [3001])[0]
+    check = f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/trpc/health.check"
+    deadline = time.monotonic() + timeout
+    while host.check_output(check) != "200":
+        assert time.monotonic() < deadline, f"the API is not healthy {timeout:.0f} s after the restart"
+        time.sleep(1)
+
+
+def test_postgresql_and_pgbouncer_stop_start_and_reload_in_their_sandboxes(host, group_names, hostvars):
     if "db" not in group_names:
         pytest.skip("not a db host")
     version = host.check_output("ls /etc/postgresql").split()[0]
@@ -96,6 +108,7 @@ def test_postgresql_and_pgbouncer_stop_start_and_reload_in_their_sandboxes(host,
     host.check_output("systemctl restart pgbouncer")
     wait_active(host, "pgbouncer")
     assert "PgBouncer" in host.check_output("runuser -u postgres -- psql -XAt -p 6432 pgbouncer -c 'SHOW VERSION'")
+    wait_api_healthy(host, group_names, hostvars)
 
 
 # -- the runtime database role -------------------------------------------------
@@ -137,6 +150,28 @@ def test_the_owner_can_reset_the_runtime_role_and_nothing_else(host, group_names
         assert "permission denied" in refused.stderr
     finally:
         host.run("runuser -u postgres -- psql -XAt -d platform -c 'SELECT platform_admin.reset_runtime_role()'")
+
+
+def test_a_converge_takes_back_a_password_the_runtime_role_changed(host, group_names, hostvars, tmp_path):
+    """ALTER ROLE platform_app PASSWORD '...' by the role itself: the next converge of the db tier re-asserts
+    the vaulted one, and PgBouncer's userlist follows (a new SCRAM secret), so the app gets in again."""
+    if "db" not in group_names:
+        pytest.skip("not a db host")
+    changed = psql_app(host, "ALTER ROLE platform_app PASSWORD 'attacker-chosen-password-0123'", port=5432)
+    assert changed.rc == 0, changed.stderr
+    assert psql_app(host, "SELECT 1", port=5432).rc != 0, "the vaulted password no longer works"
+    play = [{"ansible.builtin.import_playbook": str(REPO / "playbooks" / "db.yml")}]
+    result = run_playbook(host, play, "--limit", host.backend.host, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert psql_app(host, "SELECT 1", port=5432).stdout.strip() == "1"
+    # PgBouncer dropped the clients holding keys of the old secret: fresh server connections work, and the
+    # API is healthy again within PgBouncer's server_login_retry (15 s) of the restore.
+    host.check_output("runuser -u postgres -- psql -XAt -p 6432 pgbouncer -c 'RECONNECT platform'")
+    deadline = time.monotonic() + 30
+    while psql_app(host, "SELECT 1").stdout.strip() != "1":
+        assert time.monotonic() < deadline, "PgBouncer still refuses the vaulted password"
+        time.sleep(1)
+    wait_api_healthy(host, group_names, hostvars)
 
 
 def test_pgbouncer_wipes_session_state_between_clients(host, group_names):
@@ -210,7 +245,7 @@ def test_preflight_refuses_what_the_app_refuses(host, group_names, tmp_path, ext
     ]
     result = run_playbook(host, play, "-e", json.dumps(extra), tmp_path=tmp_path)
     assert result.returncode != 0
-    assert message in result.stdout, result.stdout[-2000:]
+    assert message in result.stdout + result.stderr, result.stderr[-2000:]
 
 
 def test_a_configuration_the_release_refuses_changes_nothing(host, group_names, hostvars, tmp_path):
@@ -230,8 +265,9 @@ def test_a_configuration_the_release_refuses_changes_nothing(host, group_names, 
     extra = {"app_extra_env": {"LOG_LEVEL": "LOUD"}}
     result = run_playbook(host, play, "-e", json.dumps(extra), tmp_path=tmp_path)
     assert result.returncode != 0
-    assert "LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR" in result.stdout, result.stdout[-3000:]
-    assert "previous environment file is back" in result.stdout
+    output = result.stdout + result.stderr
+    assert "LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR" in output, output[-3000:]
+    assert "previous environment file is back" in output
     assert host.check_output("sha256sum /etc/platform-api/env") == env_before
     assert host.check_output("readlink /srv/platform-api/current") == current_before
     assert host.run("ls /etc/platform-api/ | grep -v '^env$'").stdout == "", "no backup left behind"

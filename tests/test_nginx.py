@@ -109,29 +109,35 @@ def test_health_procedures_through_nginx(host_ip, ca_file, with_app, procedure):
     assert "result" in json.loads(body)
 
 
-def test_http_redirects_to_https_except_acme_challenges(host_ip):
+@pytest.fixture(scope="module")
+def site_name(hostvars, host_ip) -> str:
+    """A name the site serves: the inventory's first server name, else the host's address (in the certificate)."""
+    return hostvars.get("nginx_server_names", [host_ip])[0]
+
+
+def test_http_redirects_to_https_except_acme_challenges(host_ip, site_name):
     """Port 80 answers 301 to https for everything but /.well-known/acme-challenge/."""
     conn = http.client.HTTPConnection(host_ip, 80, timeout=5)
-    conn.request("GET", "/trpc/health.check?x=1")
+    conn.request("GET", "/trpc/health.check?x=1", headers={"Host": site_name})
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 301
-    assert resp.getheader("Location") == f"https://{host_ip}/trpc/health.check?x=1"
+    assert resp.getheader("Location") == f"https://{site_name}/trpc/health.check?x=1"
     assert resp.getheader("X-Frame-Options") == "DENY"
-    conn.request("GET", "/.well-known/acme-challenge/missing-token")
+    conn.request("GET", "/.well-known/acme-challenge/missing-token", headers={"Host": site_name})
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 404, "challenges are served from the webroot, not redirected"
     conn.close()
 
 
-def test_ipv6_listeners_where_the_host_has_ipv6(host):
+def test_ipv6_listeners_where_the_host_has_ipv6(host, site_name):
     """Dual stack: 80 and 443 on IPv6 too; the redirect works over ::1."""
     if not host.run("cat /proc/net/if_inet6").stdout.strip():
         pytest.skip("IPv6 is disabled on this host")
     assert host.socket("tcp://:::80").is_listening
     assert host.socket("tcp://:::443").is_listening
-    code = host.check_output("curl -s -o /dev/null -w '%{http_code}' 'http://[::1]/'")
+    code = host.check_output(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {site_name}' 'http://[::1]/'")
     assert code == "301"
 
 
