@@ -80,15 +80,18 @@ def test_nginx_reloads_restarts_and_rotates_its_logs_in_its_sandbox(host, group_
     assert failed.stdout == "", failed.stdout
 
 
-def wait_api_healthy(host, group_names, hostvars, timeout: float = 30) -> None:
-    """After a test restarted a dependency: the instances answer healthy again (later tests need them)."""
+def wait_api_healthy(host, group_names, hostvars, timeout: float = 45) -> None:
+    """After a test restarted a dependency: every instance (both workers: three rounds) is ready again."""
     if "app" not in group_names:
         return
-    port = hostvars.get("app_ports", [3001])[0]
-    check = f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/trpc/health.check"
+    ports = " ".join(str(p) for p in hostvars.get("app_ports", [3001, 3002, 3003, 3004]))
+    probe = (
+        f"for r in 1 2 3; do for p in {ports}; do "
+        "curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:$p/readyz; done; done"
+    )
     deadline = time.monotonic() + timeout
-    while host.check_output(check) != "200":
-        assert time.monotonic() < deadline, f"the API is not healthy {timeout:.0f} s after the restart"
+    while set(host.check_output(probe).split()) != {"200"}:
+        assert time.monotonic() < deadline, f"the API is not ready {timeout:.0f} s after the restart"
         time.sleep(1)
 
 

@@ -190,6 +190,7 @@ class Services:
             # A role that must never get in: used to prove PgBouncer refuses a wrong password.
 
     def start_pgbouncer(self, pool_size: int = 5) -> None:
+        self._pool_size = pool_size
         with psycopg.connect(self.superuser_dsn("postgres"), autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN ('platform_app', 'platform_owner')"
@@ -230,6 +231,13 @@ pidfile = {self.root}/pgbouncer.pid
             stderr=subprocess.DEVNULL,
         )
         _wait_port(self.bouncer_port)
+
+    def restart_pgbouncer(self) -> None:
+        """Stop PgBouncer (every client connection closes) and start it again on the same port."""
+        proc = self.procs.pop("pgbouncer")
+        proc.terminate()
+        proc.wait(10)
+        self.start_pgbouncer(pool_size=self._pool_size)
 
     def start_redis(self) -> None:
         conf = self.root / "redis.conf"

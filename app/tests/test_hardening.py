@@ -210,6 +210,25 @@ def test_scoped_transactions_clear_every_app_setting(services):
         database.close()
 
 
+def test_a_pgbouncer_restart_costs_no_request(services):
+    """Pooled connections PgBouncer closed while idle: the next transaction and health check start again on a
+    fresh connection instead of failing (a worker used to answer 503s until its pool noticed)."""
+    tenant = _tenant_with_widget(services)
+    database = Database(Settings.from_env(app_env(services, DB_POOL_MIN="3", DB_POOL_MAX="3")))
+    database.open(wait=True)
+    try:
+        with database.tenant_transaction(tenant) as cur:
+            cur.execute("SELECT count(*) FROM widgets")
+        services.restart_pgbouncer()
+        with database.tenant_transaction(tenant) as cur:
+            cur.execute("SELECT count(*) FROM widgets")
+            assert cur.fetchone() == (1,)
+        services.restart_pgbouncer()
+        assert database.health(2.0)[0] is True
+    finally:
+        database.close()
+
+
 # -- the runtime role ----------------------------------------------------------
 
 

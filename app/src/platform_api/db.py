@@ -11,10 +11,11 @@ Server-side prepared statements are off unless DB_PREPARED_STATEMENTS=true
 from __future__ import annotations
 
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -84,7 +85,12 @@ class Database:
             name="platform-api",
             timeout=max(1.0, settings.db_connect_timeout),
             max_idle=600,
-            reconnect_timeout=60,
+            # psycopg_pool retries a failed connection with a doubling delay
+            # until this deadline: 60 s meant gaps of 16 and 29 s, so a worker
+            # kept answering 503 for half a minute after PgBouncer was back.
+            # 10 s keeps the gaps at 1, 2, 4 s; after that the next request
+            # starts a fresh attempt at once.
+            reconnect_timeout=10,
         )
 
     def open(self, wait: bool = False) -> None:
@@ -114,10 +120,8 @@ class Database:
         values = [self.statement_timeout, self.lock_timeout, *scoped.values()]
         query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
         params = [p for pair in zip(names, values, strict=True) for p in pair]
-        with self.pool.connection(timeout=timeout) as conn, conn.transaction(), conn.cursor() as cur:
-            start = time.perf_counter()
-            cur.execute(query, params)
-            metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
+        stack, cur = self._begin(query, params, timeout)
+        with stack:
             try:
                 yield cur
             except psycopg.errors.InsufficientPrivilege as exc:
@@ -125,6 +129,33 @@ class Database:
                     metrics.RLS_VIOLATIONS.inc()
                 raise
         self.update_pool_gauges()
+
+    def _begin(self, query: str, params: list[str], timeout: float | None) -> tuple[ExitStack, psycopg.Cursor]:
+        """A connection, a transaction and a cursor whose first statement (the settings) has run.
+
+        A pooled connection the server side closed while it sat idle (PgBouncer
+        or PostgreSQL restarted) fails on that first statement, before any work
+        of the caller: the pool drops it, checks its other idle connections (they
+        were closed by the same restart) and the transaction starts again once
+        on a fresh connection, instead of answering the request with an error.
+        """
+        for attempt in (1, 2):
+            stack = ExitStack()
+            conn = stack.enter_context(self.pool.connection(timeout=timeout))
+            try:
+                stack.enter_context(conn.transaction())
+                cur = stack.enter_context(conn.cursor())
+                start = time.perf_counter()
+                cur.execute(query, params)
+                metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
+            except psycopg.OperationalError:
+                broken = conn.broken or conn.closed
+                if not stack.__exit__(*sys.exc_info()) and (attempt == 2 or not broken):
+                    raise
+                self.pool.check()
+                continue
+            return stack, cur
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def tenant_transaction(
@@ -135,10 +166,22 @@ class Database:
             yield cur
 
     def health(self, timeout: float) -> tuple[bool, int, int, bool]:
-        """(rls function present, tables with forced RLS, tables without, pgvector) in one query."""
-        with self.pool.connection(timeout=timeout) as conn:
-            start = time.perf_counter()
-            row = conn.execute(HEALTH_QUERY).fetchone()
-            metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
-        assert row is not None
-        return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
+        """(rls function present, tables with forced RLS, tables without, pgvector) in one query.
+
+        Tried once more on a fresh connection when the pooled one turns out closed (see _begin).
+        """
+        for attempt in (1, 2):
+            with self.pool.connection(timeout=timeout) as conn:
+                start = time.perf_counter()
+                try:
+                    row = conn.execute(HEALTH_QUERY).fetchone()
+                except psycopg.OperationalError:
+                    if attempt == 2 or not (conn.broken or conn.closed):
+                        raise
+                    row = None
+                else:
+                    metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
+            if row is not None:
+                return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
+            self.pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
