@@ -298,4 +298,13 @@ def test_lynis_hardening_index(host):
     print(f"Lynis hardening index: {index}")
     for suggestion in suggestions:
         print(f"  left: {suggestion}")
+    # Where the missing points are (the log says, per test, what it gave out of what it could).
+    lost: dict[str, int] = {}
+    test = ""
+    for line in host.file("/var/log/lynis.log").content_string.splitlines():
+        if match := re.search(r"Performing test ID (\S+)", line):
+            test = match.group(1)
+        elif match := re.search(r"partial number of hardening points \((\d+) of (\d+)\)", line):
+            lost[test] = lost.get(test, 0) + int(match.group(2)) - int(match.group(1))
+    print("  points missing: " + ", ".join(f"{t} {n}" for t, n in sorted(lost.items(), key=lambda i: -i[1])))
     assert index >= LYNIS_MINIMUM
