@@ -90,13 +90,21 @@ bench: app-venv ## Benchmarks (print figures; not tests)
 	$(APP_BIN)/python bench/app_health.py
 
 molecule: check-distro venv docker ## molecule test, every scenario on every distro
-	@for d in $(DISTROS); do for s in $(SCENARIOS); do \
+	@mkdir -p .cache; for d in $(DISTROS); do for s in $(SCENARIOS); do \
 	  echo "==> molecule test -s $$s on $$d"; start=$$(date +%s); \
 	  MOLECULE_DISTRO=$$d molecule test -s $$s; \
 	  echo "==> $$s on $$d passed in $$(( $$(date +%s) - start ))s"; \
+	  echo "  molecule $$s/$$d $$(( $$(date +%s) - start ))s" >> .cache/test-times; \
 	done; done
 
-test: lint unit app-test molecule ## Everything CI runs
+test: ## Everything CI runs (lint, unit, app-test, molecule), with each stage's time
+	@mkdir -p .cache && : > .cache/test-times
+	@for step in lint unit app-test molecule; do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$step || { echo "==> make $$step FAILED after $$(( $$(date +%s) - start ))s"; exit 1; }; \
+	  echo "$$step $$(( $$(date +%s) - start ))s" >> .cache/test-times; \
+	done
+	@echo "==> stage times:"; sed 's/^/    /' .cache/test-times
 
 clean: ## Remove the venv and caches (not the test images)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
