@@ -188,6 +188,22 @@ def test_pgbouncer_wipes_session_state_between_clients(host, group_names):
         assert leaked.stdout.strip() == "", "the next client saw the previous client's tenant"
 
 
+def test_a_lock_held_in_an_idle_transaction_is_cut_by_pgbouncer(host, group_names):
+    """LOCK TABLE needs only UPDATE: a client that takes one and sits idle is disconnected after
+    idle_transaction_timeout (10 s), which it cannot lift with SET, and the lock goes with it."""
+    if "db" not in group_names:
+        pytest.skip("not a db host")
+    env = f"PGPASSWORD={secret('postgresql_app')}"
+    dsn = "host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require"
+    script = "SET idle_in_transaction_session_timeout = 0;\nBEGIN;\nLOCK TABLE widgets IN ACCESS EXCLUSIVE MODE;\n"
+    script += "\\! sleep 13\nSELECT 4242;\n"
+    held = host.run(f"printf '{script}' | {env} psql -X '{dsn}'")
+    assert "4242" not in held.stdout
+    assert "idle transaction timeout" in held.stderr or "closed the connection" in held.stderr, held.stderr
+    free = host.run(f"{env} psql -XAt '{dsn}' -c 'SET lock_timeout = 2000; SELECT count(*) FROM widgets'")
+    assert free.rc == 0, free.stderr
+
+
 def test_pg_hba_admits_the_runtime_role_only_where_pgbouncer_runs(host, group_names, hostvars):
     """The runtime role came in from every app and db host; now only from PgBouncer's hosts (this db host)."""
     if "db" not in group_names:
