@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO, HttpsLoad, controller_path, run_playbook, secret, skip_unless_site
+from conftest import REPO, HttpsLoad, controller_path, declared, pgb, run_playbook, secret, skip_unless_site
 
 ROOT = "/srv/platform-api"
 
@@ -23,7 +23,7 @@ def only_app(group_names, hostvars):
 
 @pytest.fixture(scope="module")
 def ports(hostvars) -> list[int]:
-    return hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    return declared(hostvars, "app_ports")
 
 
 def test_four_instances_active_enabled_and_listening(host, ports):
@@ -121,7 +121,7 @@ def test_no_secret_in_the_instances_journal(host):
 def test_migrations_applied_and_rls_on_15_tables_as_the_app_role(host):
     """The app's migrations ran on the host; the runtime role sees RLS enabled and forced on all 15 tables."""
     env = f"PGPASSWORD={secret('postgresql_app')} PGSSLROOTCERT=/etc/platform-tls/ca.crt"
-    dsn = "host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=verify-full"
+    dsn = f"host=127.0.0.1 port={pgb(host)} dbname=platform user=platform_app sslmode=verify-full"
     count = host.check_output(
         f"{env} psql '{dsn}' -XAtc \"SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity\""

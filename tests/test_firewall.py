@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from conftest import declared
+
 
 @pytest.fixture(scope="module")
 def ruleset(host) -> str:
@@ -44,7 +46,7 @@ def test_ssh_only_from_admin_networks(host, ruleset, hostvars):
 
 def test_service_matrix_follows_groups(group_names, hostvars, ruleset):
     """80/443 are public only on lb hosts; the app's instance ports only from lb hosts, never public."""
-    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    ports = declared(hostvars, "app_ports")
     app_ports = "{ " + ", ".join(str(p) for p in ports) + " }" if len(ports) > 1 else str(ports[0])
     if "lb" in group_names:
         assert "tcp dport { 80, 443 } accept" in ruleset
@@ -55,9 +57,10 @@ def test_service_matrix_follows_groups(group_names, hostvars, ruleset):
     # No rule opens the application ports to everyone.
     assert f"tcp dport {app_ports} accept" not in ruleset
     if "db" in group_names:
-        assert "tcp dport 6432 ip saddr @pgbouncer_v4 accept" in ruleset
+        assert f"tcp dport {declared(hostvars, 'pgbouncer_port')[0]} ip saddr @pgbouncer_v4 accept" in ruleset
     if "cache" in group_names:
-        assert "tcp dport { 6379, 6380 } ip saddr @redis_v4 accept" in ruleset
+        redis = ", ".join(str(p) for p in declared(hostvars, "redis_instances"))
+        assert f"tcp dport {{ {redis} }} ip saddr @redis_v4 accept" in ruleset
 
 
 def test_port_without_rule_is_dropped_from_outside(host, host_ip, probe):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_playbook, secret, skip_unless_site
+from conftest import REPO, declared, pgb, run_playbook, secret, skip_unless_site
 
 WIRING = REPO / "playbooks" / "vars" / "wiring.yml"
 
@@ -37,7 +37,7 @@ def units(group_names: set[str], hostvars: dict, host) -> list[str]:
     if "cache" in group_names:
         found += ["redis-server@cache.service", "redis-server@realtime.service"]
     if "app" in group_names:
-        found.append(f"platform-api@{hostvars.get('app_ports', [3001])[0]}.service")
+        found.append(f"platform-api@{declared(hostvars, 'app_ports')[0]}.service")
     return found
 
 
@@ -84,7 +84,7 @@ def wait_api_healthy(host, group_names, hostvars, timeout: float = 45) -> None:
     """After a test restarted a dependency: every instance (both workers: three rounds) is ready again."""
     if "app" not in group_names:
         return
-    ports = " ".join(str(p) for p in hostvars.get("app_ports", [3001, 3002, 3003, 3004]))
+    ports = " ".join(str(p) for p in declared(hostvars, "app_ports"))
     probe = (
         f"for r in 1 2 3; do for p in {ports}; do "
         "curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:$p/readyz; done; done"
@@ -110,16 +110,18 @@ def test_postgresql_and_pgbouncer_stop_start_and_reload_in_their_sandboxes(host,
     host.check_output("systemctl reload pgbouncer")
     host.check_output("systemctl restart pgbouncer")
     wait_active(host, "pgbouncer")
-    assert "PgBouncer" in host.check_output("runuser -u postgres -- psql -XAt -p 6432 pgbouncer -c 'SHOW VERSION'")
+    assert "PgBouncer" in host.check_output(
+        f"runuser -u postgres -- psql -XAt -p {pgb(host)} pgbouncer -c 'SHOW VERSION'"
+    )
     wait_api_healthy(host, group_names, hostvars)
 
 
 # -- the runtime database role -------------------------------------------------
 
 
-def psql_app(host, sql: str, port: int = 6432):
+def psql_app(host, sql: str, port: int | None = None):
     env = f"PGPASSWORD={secret('postgresql_app')}"
-    dsn = f"host=127.0.0.1 port={port} dbname=platform user=platform_app sslmode=require"
+    dsn = f"host=127.0.0.1 port={port or pgb(host)} dbname=platform user=platform_app sslmode=require"
     return host.run(f"{env} psql -XAt '{dsn}' -c \"{sql}\"")
 
 
@@ -169,7 +171,7 @@ def test_a_converge_takes_back_a_password_the_runtime_role_changed(host, group_n
     assert psql_app(host, "SELECT 1", port=5432).stdout.strip() == "1"
     # PgBouncer dropped the clients holding keys of the old secret: fresh server connections work, and the
     # API is healthy again within PgBouncer's server_login_retry (15 s) of the restore.
-    host.check_output("runuser -u postgres -- psql -XAt -p 6432 pgbouncer -c 'RECONNECT platform'")
+    host.check_output(f"runuser -u postgres -- psql -XAt -p {pgb(host)} pgbouncer -c 'RECONNECT platform'")
     deadline = time.monotonic() + 30
     while psql_app(host, "SELECT 1").stdout.strip() != "1":
         assert time.monotonic() < deadline, "PgBouncer still refuses the vaulted password"
@@ -194,7 +196,7 @@ def test_a_lock_held_in_an_idle_transaction_is_cut_by_pgbouncer(host, group_name
     if "db" not in group_names:
         pytest.skip("not a db host")
     env = f"PGPASSWORD={secret('postgresql_app')}"
-    dsn = "host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require"
+    dsn = f"host=127.0.0.1 port={pgb(host)} dbname=platform user=platform_app sslmode=require"
     script = "SET idle_in_transaction_session_timeout = 0;\nBEGIN;\nLOCK TABLE widgets IN ACCESS EXCLUSIVE MODE;\n"
     script += "\\! sleep 13\nSELECT 4242;\n"
     held = host.run(f"printf '{script}' | {env} psql -X '{dsn}'")
@@ -231,7 +233,7 @@ def test_secrets_survive_systemds_parser(host, group_names, hostvars):
     """env.j2 wrote values unquoted: a secret with a backslash or a quote reached the app changed."""
     if "app" not in group_names:
         pytest.skip("not an app host")
-    port = hostvars.get("app_ports", [3001])[0]
+    port = declared(hostvars, "app_ports")[0]
     pid = host.check_output(f"systemctl show -p MainPID --value platform-api@{port}")
     environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
     values = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import HttpsLoad, controller_path, run_playbook, skip_unless_site
+from conftest import HttpsLoad, controller_path, declared, run_playbook, skip_unless_site
 
 HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains",
@@ -47,8 +47,9 @@ def ca_file() -> str:
 
 @pytest.fixture(scope="module")
 def with_app(hostvars):
-    if not hostvars.get("groups", {}).get("app"):
-        pytest.skip("no app hosts in this scenario")
+    """Tests that reach the instances on this very host (all-in-one); test_cluster.py covers the rest."""
+    if "app" not in hostvars.get("group_names", []):
+        pytest.skip("this lb host runs no API instance")
 
 
 def context(ca_file: str, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -276,7 +277,7 @@ def test_auth_endpoint_is_rate_limited(host_ip, ca_file, with_app):
 
 def test_requests_spread_over_all_four_instances(host, host_ip, ca_file, with_app, hostvars):
     """least_conn over every instance: each one's own request counter moves."""
-    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    ports = declared(hostvars, "app_ports")
     before = {p: instance_requests(host, p) for p in ports}
     done = []
 
@@ -319,7 +320,7 @@ def test_kill_9_of_a_master_is_invisible_through_nginx(host, host_ip, ca_file, w
 
 def test_security_headers_on_nginx_502_when_every_instance_is_down(host, host_ip, ca_file, with_app, hostvars):
     """Stop all instances: nginx's own 502 still carries every header; then they come back."""
-    ports = hostvars.get("app_ports", [3001, 3002, 3003, 3004])
+    ports = declared(hostvars, "app_ports")
     host.check_output("systemctl stop 'platform-api@*.service'")
     try:
         status, headers, _ = get(host_ip, ca_file, "/trpc/health.liveness")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import secret
+from conftest import pgb, secret
 
 
 @pytest.fixture(autouse=True)
@@ -13,7 +13,7 @@ def only_db(group_names):
 
 def admin(host, command):
     return host.run(
-        f"runuser -u postgres -- psql -XAt -h /var/run/postgresql -p 6432 -U postgres pgbouncer -c '{command}'"
+        f"runuser -u postgres -- psql -XAt -h /var/run/postgresql -p {pgb(host)} -U postgres pgbouncer -c '{command}'"
     )
 
 
@@ -23,10 +23,10 @@ def config(host) -> dict:
     return {line.split("|")[0]: line.split("|")[1] for line in out.stdout.splitlines()}
 
 
-def test_running_on_6432(host):
+def test_running_on_its_declared_port(host):
     assert host.service("pgbouncer").is_running
     assert host.service("pgbouncer").is_enabled
-    assert host.socket("tcp://127.0.0.1:6432").is_listening
+    assert host.socket(f"tcp://127.0.0.1:{pgb(host)}").is_listening
 
 
 def test_transaction_pooling_and_bounded_pools(host):
@@ -41,7 +41,8 @@ def test_transaction_pooling_and_bounded_pools(host):
 def test_right_password_over_tls_works(host):
     password = secret("postgresql_app")
     out = host.run(
-        f"PGPASSWORD={password} psql -XAt 'host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require' "
+        f"PGPASSWORD={password} psql -XAt "
+        f"'host=127.0.0.1 port={pgb(host)} dbname=platform user=platform_app sslmode=require' "
         "-c 'SELECT current_user'"
     )
     assert out.rc == 0, out.stderr
@@ -51,7 +52,7 @@ def test_right_password_over_tls_works(host):
 def test_wrong_password_is_refused(host):
     cmd = host.run(
         "PGPASSWORD=wrong psql "
-        "'host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=require' -c 'select 1'"
+        f"'host=127.0.0.1 port={pgb(host)} dbname=platform user=platform_app sslmode=require' -c 'select 1'"
     )
     assert cmd.rc != 0
     assert "authentication failed" in cmd.stderr  # PgBouncer: "SASL authentication failed"
@@ -61,14 +62,15 @@ def test_plaintext_client_is_refused(host):
     password = secret("postgresql_app")
     cmd = host.run(
         f"PGPASSWORD={password} psql "
-        "'host=127.0.0.1 port=6432 dbname=platform user=platform_app sslmode=disable' -c 'select 1'"
+        f"'host=127.0.0.1 port={pgb(host)} dbname=platform user=platform_app sslmode=disable' -c 'select 1'"
     )
     assert cmd.rc != 0
 
 
 def test_admin_console_not_over_tcp(host):
     cmd = host.run(
-        "psql 'host=127.0.0.1 port=6432 dbname=pgbouncer user=postgres sslmode=require' -c 'SHOW POOLS' </dev/null"
+        f"psql 'host=127.0.0.1 port={pgb(host)} dbname=pgbouncer user=postgres sslmode=require' "
+        "-c 'SHOW POOLS' </dev/null"
     )
     assert cmd.rc != 0
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import controller_path, skip_unless_site
+from conftest import controller_path, pgb, skip_unless_site
 
 CERT = "/etc/platform-tls/server.crt"
 KEY = "/etc/platform-tls/private/server.key"
@@ -69,7 +69,7 @@ def test_postgresql_and_pgbouncer_serve_the_same_certificate(host, group_names):
         assert fingerprint(host, "openssl s_client -connect 127.0.0.1:443") == expected
     if "db" in group_names:
         assert fingerprint(host, "openssl s_client -starttls postgres -connect 127.0.0.1:5432") == expected
-        assert fingerprint(host, "openssl s_client -starttls postgres -connect 127.0.0.1:6432") == expected
+        assert fingerprint(host, f"openssl s_client -starttls postgres -connect 127.0.0.1:{pgb(host)}") == expected
         copy = host.file("/etc/postgresql/ssl/server.key")
         assert copy.user == "postgres"
         assert copy.mode == 0o600

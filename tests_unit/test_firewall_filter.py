@@ -20,9 +20,16 @@ SERVICES = [
 ]
 GROUPS = {"lb": ["lb1"], "app": ["app1", "app2"], "db": ["db1"]}
 HOSTVARS = {
-    "lb1": {"ansible_facts": {"all_ipv4_addresses": ["10.0.0.10"], "all_ipv6_addresses": ["fe80::1", "2001:db8::10"]}},
+    # Two interfaces: the default route's address is the private one, not the other NIC's.
+    "lb1": {
+        "ansible_facts": {
+            "default_ipv4": {"address": "10.0.0.10"},
+            "all_ipv4_addresses": ["192.168.9.9", "10.0.0.10"],
+            "all_ipv6_addresses": ["fe80::1", "2001:db8::10"],
+        }
+    },
     "app1": {"ansible_host": "10.0.1.11"},
-    "app2": {"firewall_address": "10.0.1.12"},
+    "app2": {"private_address": "10.0.1.12", "ansible_facts": {"default_ipv4": {"address": "172.16.0.2"}}},
     "db1": {"ansible_host": "db1.example"},
 }
 
@@ -30,9 +37,9 @@ HOSTVARS = {
 def test_app_host_gets_only_lb_sources():
     rules = fw.firewall_rules(SERVICES, ["app"], GROUPS, HOSTVARS)
     assert [r["name"] for r in rules] == ["platform_api"]
+    # The lb host's private address only: not its other interface, not its IPv6 addresses.
     assert rules[0]["v4"] == ["10.0.0.10/32"]
-    # Link-local addresses are never sources; global IPv6 ones are.
-    assert rules[0]["v6"] == ["2001:db8::10/128"]
+    assert rules[0]["v6"] == []
     assert rules[0]["public"] is False
 
 
@@ -52,7 +59,7 @@ def test_all_in_one_host_gets_every_rule():
 
 def test_unresolvable_source_host_is_a_clear_error():
     services = [{"name": "pg", "ports": [5432], "on_groups": ["lb"], "from_groups": ["db"]}]
-    with pytest.raises(AnsibleFilterError, match="cannot tell the address of host 'db1'"):
+    with pytest.raises(AnsibleFilterError, match="cannot tell the private address of host 'db1'"):
         fw.firewall_rules(services, ["lb"], GROUPS, HOSTVARS)
 
 
@@ -93,16 +100,51 @@ def test_cidrs_refuse_bad_input(bad):
 
 def test_group_addresses_resolves_groups_to_cidrs():
     assert fw.group_addresses(["app", "nosuch"], GROUPS, HOSTVARS) == ["10.0.1.11/32", "10.0.1.12/32"]
-    assert fw.group_addresses(["lb"], GROUPS, HOSTVARS) == ["10.0.0.10/32", "2001:db8::10/128"]
+    assert fw.group_addresses(["lb"], GROUPS, HOSTVARS) == ["10.0.0.10/32"]
 
 
-def test_host_addresses_is_exported_and_orders_facts_before_ansible_host():
-    """The tls role's IP SANs and the nginx upstream use host_addresses through the filter name."""
+def test_private_address_order_and_export():
+    """private_address, else the deprecated firewall_address, else the default route's, else ansible_host."""
     filters = fw.FilterModule().filters()
-    assert filters["host_addresses"] is fw.host_addresses
-    assert filters["host_addresses"](HOSTVARS, "lb1") == ["10.0.0.10", "2001:db8::10"]
-    assert filters["host_addresses"](HOSTVARS, "app2") == ["10.0.1.12"]
-    assert filters["host_addresses"](HOSTVARS, "app1") == ["10.0.1.11"]
+    assert filters["private_address"] is fw.private_address
+    assert fw.private_address(HOSTVARS, "lb1") == "10.0.0.10"
+    assert fw.private_address(HOSTVARS, "app2") == "10.0.1.12"
+    assert fw.private_address(HOSTVARS, "app1") == "10.0.1.11"
+    assert fw.private_address({"h": {"firewall_address": ["10.9.0.1/32", "10.9.0.2"]}}, "h") == "10.9.0.1"
+    assert fw.private_address({"h": {"ansible_facts": {"default_ipv6": {"address": "fd00::7"}}}}, "h") == "fd00::7"
+    with pytest.raises(AnsibleFilterError, match="must be an IP address"):
+        fw.private_address({"h": {"private_address": "db1.example"}}, "h")
+
+
+def test_offer_reads_the_inventory_first_then_the_producing_roles_default():
+    """A value set once in the inventory moves every consumer; otherwise the role's documented default."""
+    hv = {"db1": {"pgbouncer_port": 6543}, "app1": {}, "lb1": {"tls_dir": "/srv/tls"}}
+    assert fw.offer(hv, "db1", "pgbouncer_port") == 6543
+    assert fw.offer(hv, "app1", "pgbouncer_port") == 6432
+    assert fw.offer(hv, "app1", "app_ports") == [3001, 3002, 3003, 3004]
+    # A default built from other variables is rendered from the same sources.
+    assert fw.offer(hv, "lb1", "tls_cert_file") == "/srv/tls/server.crt"
+    assert fw.offer(hv, "app1", "tls_cert_file") == "/etc/platform-tls/server.crt"
+    assert fw.offered_ports(hv, "app1", "redis_instances") == [6379, 6380]
+    assert fw.offer(hv, "app1", "postgresql_app_password", "") == ""
+    with pytest.raises(AnsibleFilterError, match="no role declares 'nosuch_thing'"):
+        fw.offer(hv, "app1", "nosuch_thing")
+    with pytest.raises(AnsibleFilterError, match="set postgresql_version in the inventory"):
+        fw.offer(hv, "app1", "postgresql_version")
+
+
+def test_firewall_matrix_comes_from_the_roles_declarations():
+    """Each role declares its service; the ports follow the inventory's value on this host."""
+    roles = ["nginx", "app", "pgbouncer", "postgresql", "redis"]
+    hv = {"db1": {"pgbouncer_port": 6543, "pgbouncer_client_groups": ["app", "ops"]}}
+    services = {s["name"]: s for s in fw.firewall_declarations(roles, hv, "db1")}
+    assert set(services) == {"https", "platform_api", "pgbouncer", "postgresql", "redis"}
+    assert services["pgbouncer"]["ports"] == [6543]
+    assert services["pgbouncer"]["from_groups"] == ["app", "ops"]
+    assert services["postgresql"]["ports"] == [5432]
+    assert services["redis"]["ports"] == [6379, 6380]
+    assert services["platform_api"]["ports"] == [3001, 3002, 3003, 3004]
+    assert services["https"]["public"] is True
 
 
 def test_integer_port_lists_are_accepted():

@@ -1,9 +1,15 @@
-"""Inventory-derived network filters shared by the roles (ansible.cfg: filter_plugins).
+"""The contract between the roles, as filters (ansible.cfg: filter_plugins).
 
-`group_addresses` resolves inventory groups to their hosts' addresses (used by
-pg_hba, PgBouncer and the firewall alike).
+`private_address` is the one address of a host the platform uses: services
+listen on it, peers connect to it, certificates name it, firewalls accept it.
+`bracket_ipv6` writes it into host:port and URLs. `offer` reads what a role
+offers other hosts (its ports, files, role names) from the inventory, else
+from the producing role's defaults, so a value set once moves every consumer.
+`group_addresses` resolves inventory groups to their hosts' private addresses
+(pg_hba, PgBouncer, the app's trusted proxies).
 
-`firewall_rules` resolves each declared service (ports opened on hosts of some
+`firewall_declarations` collects what each role declares it serves, and
+`firewall_rules` resolves each service (ports opened on hosts of some
 groups, reachable from hosts of other groups) to the addresses of those hosts,
 read from the inventory: a multi-host inventory gets the right matrix without
 hand-written address lists. `firewall_cidrs` validates and splits CIDR lists.
@@ -11,11 +17,14 @@ hand-written address lists. `firewall_cidrs` validates and splits CIDR lists.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from ansible.errors import AnsibleFilterError
 
 _PORT_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})$")
@@ -67,31 +76,41 @@ def bracket_ipv6(value: Any) -> Any:
         return text
 
 
-def host_addresses(hostvars: Mapping[str, Any], host: str) -> list[str]:
-    """The addresses a host's traffic may come from.
+def private_address(hostvars: Mapping[str, Any], host: str) -> str:
+    """This host's one private address: what it listens on, what peers connect to,
+    what its certificate names and what peers' firewalls accept traffic from.
 
-    In order: `firewall_address` (a string or a list) when set, else every
-    non-loopback, non-link-local address in the host's facts, else
-    `ansible_host` when it is an IP address.
+    In order: `private_address` when set; the deprecated `firewall_address`
+    (its first entry when a list); the address of the default IPv4 route, else
+    of the default IPv6 route, in the host's facts; `ansible_host` when it is an
+    IP address. A host with two interfaces sets `private_address` to the one on
+    the platform's network.
     """
     hv = hostvars[host]
-    explicit = hv.get("firewall_address")
+    explicit = _get(hv, "private_address")
     if explicit:
-        return [explicit] if isinstance(explicit, str) else list(explicit)
-    facts = hv.get("ansible_facts") or {}
-    found: list[str] = []
-    for addr in list(facts.get("all_ipv4_addresses") or []) + list(facts.get("all_ipv6_addresses") or []):
-        ip = ipaddress.ip_address(addr.split("%")[0])
-        if not (ip.is_loopback or ip.is_link_local):
-            found.append(str(ip))
-    if found:
-        return found
-    ansible_host = hv.get("ansible_host")
+        if not _is_ip(explicit):
+            raise AnsibleFilterError(f"private_address of host '{host}' must be an IP address, not {explicit!r}")
+        return str(ipaddress.ip_address(str(explicit)))
+    legacy = _get(hv, "firewall_address")
+    if legacy:
+        _deprecated(
+            f"host '{host}' sets firewall_address, which is deprecated: set private_address "
+            "(one address) instead; firewall_address is read for one more release."
+        )
+        first = legacy if isinstance(legacy, str) else next(iter(legacy))
+        return str(ipaddress.ip_network(str(first), strict=False).network_address)
+    facts = _get(hv, "ansible_facts") or {}
+    for key in ("default_ipv4", "default_ipv6"):
+        address = (facts.get(key) or {}).get("address")
+        if address and _is_ip(address):
+            return str(address)
+    ansible_host = _get(hv, "ansible_host")
     if ansible_host and _is_ip(ansible_host):
-        return [str(ansible_host)]
+        return str(ansible_host)
     raise AnsibleFilterError(
-        f"firewall: cannot tell the address of host '{host}': it has no gathered facts "
-        "and ansible_host is not an IP address. Set firewall_address for it, or run "
+        f"cannot tell the private address of host '{host}': it has no gathered facts "
+        "and ansible_host is not an IP address. Set private_address for it, or run "
         "without --limit so its facts are gathered."
     )
 
@@ -99,13 +118,120 @@ def host_addresses(hostvars: Mapping[str, Any], host: str) -> list[str]:
 def group_addresses(
     group_list: Iterable[str], groups: Mapping[str, Iterable[str]], hostvars: Mapping[str, Any]
 ) -> list[str]:
-    """Every address of every host in the given groups, as CIDRs (/32, /128), sorted and unique."""
-    sources: list[str] = []
-    for group in group_list:
-        for host in groups.get(group, []):
-            sources.extend(host_addresses(hostvars, host))
+    """The private address of every host in the given groups, as CIDRs (/32, /128), sorted and unique."""
+    sources = [private_address(hostvars, host) for group in group_list for host in groups.get(group, [])]
     split = _split(sources, "group_addresses")
     return split["v4"] + split["v6"]
+
+
+# -- what roles offer each other -------------------------------------------------
+
+_ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
+_MISSING = object()
+
+
+def _get(hv: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    try:
+        return hv[name]
+    except KeyError:
+        return default
+
+
+def _deprecated(message: str) -> None:
+    try:
+        from ansible.utils.display import Display
+
+        Display().deprecated(message, version="2.0.0", collection_name="platform")
+    except Exception:  # noqa: S110 - a deprecation warning must never break a converge
+        pass
+
+
+@functools.cache
+def _role_defaults(role: str) -> dict[str, Any]:
+    path = _ROLES_DIR / role / "defaults" / "main.yml"
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _producer(name: str) -> str | None:
+    """The role whose defaults declare `name` (by its prefix: app_, pgbouncer_, tls_...)."""
+    parts = name.split("_")
+    for i in range(len(parts) - 1, 0, -1):
+        role = "_".join(parts[:i])
+        if name in _role_defaults(role):
+            return role
+    return None
+
+
+def offer(hostvars: Mapping[str, Any], host: str, name: str, default: Any = _MISSING, _depth: int = 0) -> Any:
+    """What a role offers other hosts' roles: `name` as the inventory sets it for
+    `host` (group_vars, host_vars, -e), else the producing role's documented
+    default from its defaults/main.yml.
+
+    A default that refers to other variables ("{{ tls_dir }}/{{ tls_name }}.crt")
+    is rendered from the same sources; one that needs more than variables (facts,
+    filters) must be set in the inventory to be read from another host.
+    """
+    if _depth > 8:
+        raise AnsibleFilterError(f"offer: '{name}' refers to itself")
+    if host not in hostvars:
+        raise AnsibleFilterError(f"offer: unknown host '{host}' (reading {name})")
+    value = _get(hostvars[host], name, _MISSING)
+    if value is _MISSING:
+        role = _producer(name)
+        if role is None:
+            if default is not _MISSING:
+                return default
+            raise AnsibleFilterError(f"offer: no role declares '{name}' and host '{host}' does not set it")
+        value = _role_defaults(role)[name]
+    if isinstance(value, str) and "{{" in value:
+        value = _render(hostvars, host, name, value, _depth)
+    return value
+
+
+def _render(hostvars: Mapping[str, Any], host: str, name: str, text: str, depth: int) -> Any:
+    import jinja2
+    from jinja2 import meta
+
+    # Plain values (paths, names, ports), never HTML: no autoescape.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+    try:
+        refs = meta.find_undeclared_variables(env.parse(text))
+        context = {ref: offer(hostvars, host, ref, _depth=depth + 1) for ref in refs}
+        return env.from_string(text).render(**context)
+    except (jinja2.TemplateError, AnsibleFilterError) as exc:
+        raise AnsibleFilterError(
+            f"offer: cannot read '{name}' for host '{host}' from its role's default ({exc}); "
+            f"set {name} in the inventory (group_vars) so every host reads the same value"
+        ) from exc
+
+
+def offered_ports(hostvars: Mapping[str, Any], host: str, name: str) -> list[int]:
+    """A port offer as a list of ports: an integer, a list of them, or a list of
+    mappings with a `port` (redis_instances)."""
+    value = offer(hostvars, host, name)
+    items = value if isinstance(value, list | tuple) else [value]
+    ports = [int(item["port"]) if isinstance(item, Mapping) else int(item) for item in items]
+    if not ports or any(not 1 <= p <= 65535 for p in ports):
+        raise AnsibleFilterError(f"offer: '{name}' of host '{host}' is not a port or a list of ports: {value!r}")
+    return ports
+
+
+def firewall_declarations(roles: Iterable[str], hostvars: Mapping[str, Any], host: str) -> list[dict[str, Any]]:
+    """Every `<role>_firewall_services` the given roles declare (inventory first,
+    then the role's defaults), resolved for `host`: `ports_var` becomes the ports
+    the role offers on this host, `from_groups_var` the groups its variable names."""
+    services: list[dict[str, Any]] = []
+    for role in roles:
+        for service in offer(hostvars, host, f"{role}_firewall_services", default=[]) or []:
+            resolved = dict(service)
+            if "ports_var" in resolved:
+                resolved["ports"] = offered_ports(hostvars, host, resolved.pop("ports_var"))
+            if "from_groups_var" in resolved:
+                resolved["from_groups"] = list(offer(hostvars, host, resolved.pop("from_groups_var")))
+            services.append(resolved)
+    return services
 
 
 def _ports(service: Mapping[str, Any]) -> list[str]:
@@ -136,7 +262,7 @@ def firewall_rules(
 
     A service is {name, ports, proto (tcp|udp), on_groups, and either
     public: true or from_groups}. It applies to this host when the host is in
-    one of on_groups; its sources are every address of every host in
+    one of on_groups; its sources are the private address of every host in
     from_groups (this host's own traffic arrives on loopback and is accepted
     anyway). A from_groups that names an empty or unknown group yields a rule
     with no sources, which opens nothing.
@@ -160,10 +286,7 @@ def firewall_rules(
         ports = _ports(service)
         if not mine.intersection(on_groups):
             continue
-        sources: list[str] = []
-        for group in from_groups:
-            for host in groups.get(group, []):
-                sources.extend(host_addresses(hostvars, host))
+        sources = [private_address(hostvars, host) for group in from_groups for host in groups.get(group, [])]
         split = _split(sources, f"firewall_services: '{name}'")
         rules.append(
             {
@@ -188,6 +311,9 @@ class FilterModule:
             "bracket_ipv6": bracket_ipv6,
             "firewall_rules": firewall_rules,
             "firewall_cidrs": firewall_cidrs,
+            "firewall_declarations": firewall_declarations,
             "group_addresses": group_addresses,
-            "host_addresses": host_addresses,
+            "offer": offer,
+            "offered_ports": offered_ports,
+            "private_address": private_address,
         }

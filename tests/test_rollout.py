@@ -1,0 +1,171 @@
+"""Day two on the fleet (scenario `cluster`): deploy.yml ships a good release
+and refuses a bad one, rollback.yml goes back, all under load through lb1 with
+no failed request.
+
+Runs once, for the first lb host of an inventory with two or more app hosts.
+The releases are copies of app/ built by the controller like any other: the
+good one differs by its version, the bad one's /readyz always answers 503.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from conftest import REPO, HttpsLoad, controller_path, network
+
+
+@pytest.fixture(scope="module")
+def fleet(host, hostvars, inventory):
+    groups = hostvars.get("groups", {})
+    if len(groups.get("app", [])) < 2 or host.backend.host != groups["lb"][0]:
+        pytest.skip("rollout tests run once, for the first lb host, with two or more app hosts")
+    if not os.environ.get("MOLECULE_INVENTORY_FILE"):
+        pytest.skip("needs the Molecule inventory")
+    return groups, {name: testinfra.get_host(f"docker://{name}") for name in groups["all"]}
+
+
+def lb_address(fleet) -> str:
+    groups, hosts = fleet
+    return next(a for a in hosts[groups["lb"][0]].interface("eth0").addresses if ":" not in a)
+
+
+def release_copy(tmp_path: Path, version: str, broken_readiness: bool = False) -> Path:
+    """A copy of app/ with another version (and, if asked, a /readyz that always fails)."""
+    dest = tmp_path / f"app-{version}"
+    shutil.copytree(REPO / "app", dest, ignore=shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache"))
+    pyproject = dest / "pyproject.toml"
+    text, n = re.subn(r'(?m)^version = "[^"]+"$', f'version = "{version}"', pyproject.read_text())
+    assert n == 1
+    pyproject.write_text(text)
+    if broken_readiness:
+        init = dest / "src" / "platform_api" / "__init__.py"
+        source = init.read_text()
+        needle = "        body, status = health.readiness()\n"
+        assert needle in source, "the readiness route moved: update this test"
+        init.write_text(source.replace(needle, '        body, status = {"ready": False, "broken": True}, 503\n'))
+    return dest
+
+
+def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_FILTER_PLUGINS": str(REPO / "plugins" / "filter"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "playbooks" / name), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+        check=False,
+    )
+    print(f"{name} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f}s")
+    return result
+
+
+def running(fleet, inventory) -> dict[str, set[str]]:
+    """Per app host: the releases its `current` link and each of its instances report."""
+    groups, hosts = fleet
+    seen = {}
+    for app in groups["app"]:
+        versions = {Path(hosts[app].check_output("readlink /srv/platform-api/current")).name}
+        for port in network.offered_ports(inventory, app, "app_ports"):
+            body = hosts[app].check_output(f"curl -sf http://127.0.0.1:{port}/trpc/health.check")
+            versions.add(re.search(r'"version":\s*"([^"]+)"', body).group(1))
+        seen[app] = versions
+    return seen
+
+
+def under_load(fleet, run):
+    with HttpsLoad(lb_address(fleet), "/trpc/health.check", str(controller_path("tls-ca", "ca.crt"))) as load:
+        time.sleep(1)
+        result = run()
+        time.sleep(1)
+    print("load:", load.summary())
+    return result, load
+
+
+def assert_no_failed_request(load: HttpsLoad) -> None:
+    assert len(load.statuses) > 100, load.summary()
+    assert set(load.statuses) == {200}, load.summary()
+    assert not load.errors, load.summary()
+
+
+@pytest.fixture(scope="module")
+def releases(fleet, inventory):
+    """The release every app host ran before these tests."""
+    before = running(fleet, inventory)
+    ids = set().union(*before.values())
+    assert len(ids) == 1, before
+    return {"initial": ids.pop()}
+
+
+def test_good_release_rolls_out_with_no_failed_request(fleet, inventory, releases, tmp_path_factory):
+    """deploy.yml with a new release: rc 0, every instance on both hosts reports it, 0 failed requests."""
+    source = release_copy(tmp_path_factory.mktemp("good"), "1.0.1")
+    result, load = under_load(fleet, lambda: playbook("deploy.yml", "-e", f"app_source_dir={source}"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    now = running(fleet, inventory)
+    ids = set().union(*now.values())
+    assert len(ids) == 1, now
+    assert next(iter(ids)).startswith("1.0.1-"), now
+    assert ids != {releases["initial"]}
+    releases["good"] = ids.pop()
+    assert_no_failed_request(load)
+
+
+def test_bad_release_is_rolled_back_automatically(fleet, inventory, releases, tmp_path_factory):
+    """A release whose readiness fails: the first app host goes back by itself, the second is never
+    touched, the play fails naming host and release, and no request failed."""
+    if "good" not in releases:
+        pytest.skip("needs the good release deployed")
+    groups, _ = fleet
+    source = release_copy(tmp_path_factory.mktemp("bad"), "1.0.2", broken_readiness=True)
+    result, load = under_load(
+        fleet, lambda: playbook("deploy.yml", "-e", f"app_source_dir={source}", "-e", "app_ready_timeout=15")
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    first = groups["app"][0]
+    assert re.search(rf"on {first}, release 1\.0\.2-\w+ did not become ready", output), output[-4000:]
+    assert f"current points to {releases['good']} again" in output, output[-4000:]
+    assert {app: {releases["good"]} for app in groups["app"]} == running(fleet, inventory)
+    assert_no_failed_request(load)
+
+
+def test_rollback_goes_back_to_the_previous_release(fleet, inventory, releases):
+    """rollback.yml: every host back on the release before the good one, rolling, 0 failed requests;
+    then the previous link names the good one (a second rollback would go forward)."""
+    if "good" not in releases:
+        pytest.skip("needs the good release deployed")
+    groups, hosts = fleet
+    result, load = under_load(fleet, lambda: playbook("rollback.yml"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert {app: {releases["initial"]} for app in groups["app"]} == running(fleet, inventory)
+    for app in groups["app"]:
+        assert Path(hosts[app].check_output("readlink /srv/platform-api/previous")).name == releases["good"]
+    assert_no_failed_request(load)
+
+
+def test_rollback_refuses_a_release_that_is_not_installed(fleet, inventory, releases):
+    """-e app_rollback_release=<unknown>: a clear error, nothing changed on any host."""
+    before = running(fleet, inventory)
+    result = playbook("rollback.yml", "-e", "app_rollback_release=9.9.9-000000000000")
+    assert result.returncode != 0
+    assert "nothing to roll back to" in result.stdout, result.stdout[-3000:]
+    assert "9.9.9-000000000000 is not installed" in result.stdout, result.stdout[-3000:]
+    assert running(fleet, inventory) == before
