@@ -139,7 +139,23 @@ def run_playbook(host, plays: list[dict], *extra: str, tmp_path: Path) -> subpro
     if not inventory:
         pytest.skip("needs the Molecule inventory")
     playbook = tmp_path / "play.yml"
-    playbook.write_text(yaml.safe_dump(plays))
+    # Every host's facts first, as site.yml gathers them: the roles read peers' private addresses.
+    facts = {
+        "name": "Facts of every host (also those outside --limit)",
+        "hosts": "all",
+        "gather_facts": True,
+        "tasks": [
+            {
+                "name": "Network facts of hosts outside --limit",
+                "ansible.builtin.setup": {"gather_subset": ["!all", "network"]},
+                "delegate_to": "{{ item }}",
+                "delegate_facts": True,
+                "loop": "{{ groups['all'] | difference(ansible_play_hosts_all) }}",
+                "run_once": True,
+            }
+        ],
+    }
+    playbook.write_text(yaml.safe_dump([facts, *plays]))
     env = {
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
