@@ -63,6 +63,11 @@ def pgb(host) -> int:
     return declared(host.backend.get_variables(), "pgbouncer_port")[0]
 
 
+def pg(hostvars: dict) -> int:
+    """PostgreSQL's port on this db host (postgresql_port, as the role declares it)."""
+    return declared(hostvars, "postgresql_port")[0]
+
+
 def declared(hostvars: dict, name: str) -> list[int]:
     """This host's ports as its role declares them: app_ports, pgbouncer_port,
     postgresql_port, redis_instances (the inventory's value, else the role's default)."""

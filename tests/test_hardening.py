@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, declared, pgb, run_playbook, secret, skip_unless_site
+from conftest import REPO, declared, pg, pgb, run_playbook, secret, skip_unless_site
 
 WIRING = REPO / "playbooks" / "vars" / "wiring.yml"
 
@@ -137,7 +137,7 @@ def test_runtime_role_has_no_role_level_settings(host, group_names):
     assert rows == "0"
 
 
-def test_the_owner_can_reset_the_runtime_role_and_nothing_else(host, group_names):
+def test_the_owner_can_reset_the_runtime_role_and_nothing_else(host, group_names, hostvars):
     """platform_admin.reset_runtime_role(): the owner (migrations) clears what the runtime role set on itself."""
     if "db" not in group_names:
         pytest.skip("not a db host")
@@ -148,7 +148,7 @@ def test_the_owner_can_reset_the_runtime_role_and_nothing_else(host, group_names
     owner = f"PGPASSWORD={secret('postgresql_owner')} psql -XAt"
     owner += " 'host=127.0.0.1 dbname=platform user=platform_owner sslmode=require'"
     try:
-        assert psql_app(host, "ALTER ROLE platform_app SET statement_timeout = '1ms'", port=5432).rc == 0
+        assert psql_app(host, "ALTER ROLE platform_app SET statement_timeout = '1ms'", port=pg(hostvars)).rc == 0
         assert host.check_output(count) == "1"
         assert host.check_output(f"{owner} -c 'SELECT platform_admin.reset_runtime_role()'") == "1"
         assert host.check_output(count) == "0"
@@ -163,13 +163,13 @@ def test_a_converge_takes_back_a_password_the_runtime_role_changed(host, group_n
     the vaulted one, and PgBouncer's userlist follows (a new SCRAM secret), so the app gets in again."""
     if "db" not in group_names:
         pytest.skip("not a db host")
-    changed = psql_app(host, "ALTER ROLE platform_app PASSWORD 'attacker-chosen-password-0123'", port=5432)
+    changed = psql_app(host, "ALTER ROLE platform_app PASSWORD 'attacker-chosen-password-0123'", port=pg(hostvars))
     assert changed.rc == 0, changed.stderr
-    assert psql_app(host, "SELECT 1", port=5432).rc != 0, "the vaulted password no longer works"
+    assert psql_app(host, "SELECT 1", port=pg(hostvars)).rc != 0, "the vaulted password no longer works"
     play = [{"ansible.builtin.import_playbook": str(REPO / "playbooks" / "db.yml")}]
     result = run_playbook(host, play, "--limit", host.backend.host, tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert psql_app(host, "SELECT 1", port=5432).stdout.strip() == "1"
+    assert psql_app(host, "SELECT 1", port=pg(hostvars)).stdout.strip() == "1"
     # PgBouncer dropped the clients holding keys of the old secret: fresh server connections work, and the
     # API is healthy again within PgBouncer's server_login_retry (15 s) of the restore.
     host.check_output(f"runuser -u postgres -- psql -XAt -p {pgb(host)} pgbouncer -c 'RECONNECT platform'")

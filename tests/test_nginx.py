@@ -296,9 +296,10 @@ def test_requests_spread_over_all_four_instances(host, host_ip, ca_file, with_ap
     print("requests per instance:", moved)
 
 
-def test_kill_9_of_a_master_is_invisible_through_nginx(host, host_ip, ca_file, with_app):
+def test_kill_9_of_a_master_is_invisible_through_nginx(host, host_ip, ca_file, with_app, hostvars):
     """kill -9 on one instance's master: systemd has it back within 10 s, and every request meanwhile got a 200."""
-    unit = "platform-api@3002.service"
+    port = declared(hostvars, "app_ports")[1]
+    unit = f"platform-api@{port}.service"
     old_pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
     with HttpsLoad(host_ip, "/trpc/health.liveness", ca_file) as load:
         time.sleep(1)
@@ -306,7 +307,7 @@ def test_kill_9_of_a_master_is_invisible_through_nginx(host, host_ip, ca_file, w
         killed = time.monotonic()
         while True:
             pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
-            if pid not in ("0", old_pid) and host.run("curl -sf -o /dev/null http://127.0.0.1:3002/readyz").rc == 0:
+            if pid not in ("0", old_pid) and host.run(f"curl -sf -o /dev/null http://127.0.0.1:{port}/readyz").rc == 0:
                 break
             assert time.monotonic() - killed < 10, "the instance was not back within 10 s"
             time.sleep(0.2)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import controller_path, pgb, skip_unless_site
+from conftest import controller_path, declared, pgb, skip_unless_site
 
 CERT = "/etc/platform-tls/server.crt"
 KEY = "/etc/platform-tls/private/server.key"
@@ -62,13 +62,14 @@ def test_certificate_verifies_for_the_hosts_names_and_addresses(host, host_ip):
     assert result.returncode == 0, result.stderr
 
 
-def test_postgresql_and_pgbouncer_serve_the_same_certificate(host, group_names):
+def test_postgresql_and_pgbouncer_serve_the_same_certificate(host, group_names, hostvars):
     """One certificate for the whole host: what nginx, PostgreSQL and PgBouncer present is the tls role's."""
     expected = host.check_output(f"openssl x509 -in {CERT} -noout -fingerprint -sha256")
     if "lb" in group_names:
         assert fingerprint(host, "openssl s_client -connect 127.0.0.1:443") == expected
     if "db" in group_names:
-        assert fingerprint(host, "openssl s_client -starttls postgres -connect 127.0.0.1:5432") == expected
+        postgresql = declared(hostvars, "postgresql_port")[0]
+        assert fingerprint(host, f"openssl s_client -starttls postgres -connect 127.0.0.1:{postgresql}") == expected
         assert fingerprint(host, f"openssl s_client -starttls postgres -connect 127.0.0.1:{pgb(host)}") == expected
         copy = host.file("/etc/postgresql/ssl/server.key")
         assert copy.user == "postgres"
@@ -85,11 +86,14 @@ def test_certificate_lives_at_most_90_days(host):
     assert days <= 90
 
 
-def test_postgresql_offers_only_nginx_cipher_suites(host, group_names):
+def test_postgresql_offers_only_nginx_cipher_suites(host, group_names, hostvars):
     """PostgreSQL's TLS 1.2 suites are nginx's (ECDHE + AEAD): a CBC suite its default list takes is refused."""
     if "db" not in group_names:
         pytest.skip("not a db host")
-    client = "openssl s_client -starttls postgres -tls1_2 -connect 127.0.0.1:5432 -cipher {} </dev/null"
+    client = (
+        f"openssl s_client -starttls postgres -tls1_2 -connect 127.0.0.1:{declared(hostvars, 'postgresql_port')[0]} "
+        "-cipher {} </dev/null"
+    )
     assert host.run(client.format("ECDHE-ECDSA-AES256-SHA384")).rc != 0
     strong = host.run(client.format("ECDHE-ECDSA-AES128-GCM-SHA256"))
     assert strong.rc == 0, strong.stderr

@@ -1,7 +1,9 @@
-"""The controller's view of the public name: verify_public.py URL HTTP_URL CAFILE HEADER...
+"""The controller's view of the public name: verify_public.py URL HTTP_URL CAFILE EXPECT_APP HEADER...
 
 Prints one line per check, "PASS|FAIL<TAB>check<TAB>evidence": health through
-the public URL, http -> https, TLS 1.2+ only, the security headers.
+the public URL, the security headers, /metrics refused to the controller,
+http -> https, TLS 1.2+ only. EXPECT_APP is "no" when the inventory has no app
+hosts (the health and header checks are then left out).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def main() -> None:
         say(not missing, "security headers", "missing: " + ", ".join(missing) if missing else ", ".join(headers))
         hsts = resp.getheader("Strict-Transport-Security") or ""
         say("max-age=" in hsts, "HSTS", hsts or "absent")
+        conn.close()
+        conn = http.client.HTTPSConnection(host, port, context=context(cafile), timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        resp.read()
+        say(resp.status == 403, "/metrics refused to the controller (not in the allow list)", f"HTTP {resp.status}")
     except LookupError:
         print("INFO\thealth.check through the public URL\tno app hosts in the inventory")
     except (OSError, ValueError, http.client.HTTPException) as exc:
