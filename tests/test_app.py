@@ -176,9 +176,7 @@ def test_rolling_restart_never_leaves_nginx_without_an_instance(host, host_ip, g
     if not ca.exists():
         pytest.skip("no private CA on the controller")
     pids_before = host.check_output("systemctl show -p MainPID --value 'platform-api@*'").split()
-    play = [
-        {"hosts": host.backend.host, "vars_files": [str(REPO / "playbooks" / "vars" / "wiring.yml")], "roles": ["app"]}
-    ]
+    play = [{"hosts": host.backend.host, "roles": ["app"]}]
     with HttpsLoad(host_ip, "/trpc/health.liveness", str(ca)) as load:
         time.sleep(1)
         changed = run_playbook(host, play, "-e", '{"app_extra_env": {"ROLLING_TEST": "1"}}', tmp_path=tmp_path)
@@ -227,7 +225,6 @@ def test_preflight_refuses_bad_secrets(host, tmp_path, extra, message):
         {
             "hosts": host.backend.host,
             "gather_facts": False,
-            "vars_files": [str(REPO / "playbooks" / "vars" / "wiring.yml")],
             "tasks": [{"ansible.builtin.include_role": {"name": "app", "tasks_from": "validate.yml"}}],
         }
     ]

@@ -17,8 +17,6 @@ import pytest
 
 from conftest import REPO, declared, pg, pgb, run_playbook, secret, skip_unless_site
 
-WIRING = REPO / "playbooks" / "vars" / "wiring.yml"
-
 # systemd-analyze security: the issue's limit for the daemons' sandboxes.
 EXPOSURE_LIMIT = 4.5
 
@@ -264,7 +262,6 @@ def test_preflight_refuses_what_the_app_refuses(host, group_names, tmp_path, ext
         {
             "hosts": host.backend.host,
             "gather_facts": True,
-            "vars_files": [str(WIRING)],
             "tasks": [{"ansible.builtin.include_role": {"name": "app", "tasks_from": "validate.yml"}}],
         }
     ]
@@ -283,7 +280,6 @@ def test_a_configuration_the_release_refuses_changes_nothing(host, group_names, 
         {
             "hosts": host.backend.host,
             "gather_facts": True,
-            "vars_files": [str(WIRING)],
             "roles": ["app"],
         }
     ]
