@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from flask.testing import FlaskClient
 
 import services as svc
 from platform_api import create_app
@@ -76,3 +77,56 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         text=True,
         timeout=timeout,
     )
+
+
+# -- sign-in ------------------------------------------------------------------
+
+SITE = "https://app.test"
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    import oidc
+
+    provider = oidc.start(SITE)
+    yield provider
+    provider.stop()
+
+
+def auth_env(services: svc.Services, provider, **overrides: str) -> dict[str, str]:
+    """Staging (the test provider's issuer is refused in production), both providers at the test provider."""
+    google, entra = provider.clients["google"], provider.clients["microsoft-entra-id"]
+    return app_env(
+        services,
+        APP_ENV="staging",
+        AUTH_URL=SITE,
+        GOOGLE_CLIENT_ID=google[0],
+        GOOGLE_CLIENT_SECRET=google[1],
+        AUTH_GOOGLE_ISSUER=provider.issuer,
+        MICROSOFT_CLIENT_ID=entra[0],
+        MICROSOFT_CLIENT_SECRET=entra[1],
+        AUTH_MICROSOFT_ENTRA_ID_ISSUER=provider.issuer,
+        **overrides,
+    )
+
+
+class SiteClient(FlaskClient):
+    """A test client on the site's https origin (the __Secure- cookies need it)."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("base_url", SITE)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def auth_app(services, oidc_provider):
+    application = create_app(Settings.from_env(auth_env(services, oidc_provider)))
+    application.config["TESTING"] = True
+    application.test_client_class = SiteClient
+    yield application
+    application.extensions["platform"]["db"].close()
+
+
+@pytest.fixture
+def browser(auth_app):
+    return auth_app.test_client()

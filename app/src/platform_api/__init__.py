@@ -14,7 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
-from . import logs, metrics
+from . import api, logs, metrics
+from .auth import Auth
 from .config import ConfigError, Settings
 from .db import Database
 from .health import Health
@@ -91,8 +92,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     router = Router(max_batch=settings.trpc_max_batch)
     health.register(router)
+    auth = Auth(settings, db, trusted_peer=lambda: _in_networks(request.remote_addr or "", settings.trusted_proxies))
+    api.register(api.TenantAPI(router, auth, db))
     app.register_blueprint(router.blueprint())
-    app.extensions["platform"] = {"settings": settings, "db": db, "redis": cache, "health": health, "router": router}
+    app.register_blueprint(auth.blueprint())
+    app.extensions["platform"] = {
+        "settings": settings,
+        "db": db,
+        "redis": cache,
+        "health": health,
+        "router": router,
+        "auth": auth,
+    }
 
     @app.get("/healthz")
     def healthz() -> Response:

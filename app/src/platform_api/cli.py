@@ -1,4 +1,4 @@
-"""`platform-api`: migrate, serve, check-config."""
+"""`platform-api`: migrate, serve, check-config, purge-sessions."""
 
 from __future__ import annotations
 
@@ -52,6 +52,30 @@ def _check_config(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge_sessions(_args: argparse.Namespace) -> int:
+    """Delete expired sign-in sessions (the purge timer's command)."""
+    from .auth import SessionStore
+    from .db import Database
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"platform-api: configuration error: {exc}", file=sys.stderr)
+        return 2
+    db = Database(settings)
+    try:
+        db.open(wait=True)
+        removed = SessionStore(db, settings.auth_session_max_age, settings.auth_session_update_age).purge_expired()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"platform-api purge-sessions: failed: {scrub_text(first)}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print(f"platform-api purge-sessions: {removed} expired session(s) removed")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     code = _check_config(args)
     if code:
@@ -79,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("serve", help="run gunicorn with the bundled configuration").set_defaults(func=_serve)
     sub.add_parser("check-config", help="validate the environment and exit").set_defaults(func=_check_config)
+    sub.add_parser("purge-sessions", help="delete expired sign-in sessions").set_defaults(func=_purge_sessions)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

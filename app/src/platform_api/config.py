@@ -149,6 +149,27 @@ def _redis(env: Mapping[str, str], production: bool) -> str:
     return url
 
 
+def _origin(env: Mapping[str, str], name: str, production: bool) -> str:
+    """An origin (scheme://host[:port]) without path, query or fragment; https in production."""
+    raw = env.get(name, "").strip().rstrip("/")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ConfigError(name, "must be an origin such as https://api.example.com (no path)")
+    if production and parts.scheme != "https":
+        raise ConfigError(name, "must be https:// in production")
+    return raw
+
+
+def _microsoft_tenant(env: Mapping[str, str]) -> str:
+    """common, organizations, consumers or a directory id (GUID) or domain name."""
+    value = (env.get("MICROSOFT_TENANT_ID", "") or "common").strip()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$", value):
+        raise ConfigError("MICROSOFT_TENANT_ID", "must be common, organizations, a directory id or a domain")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration. Build it with Settings.from_env()."""
@@ -164,6 +185,15 @@ class Settings:
     microsoft_client_id: str = ""
     microsoft_client_secret: str = field(default="", repr=False)
     microsoft_tenant_id: str = "common"
+    # The site's public origin (https://api.example.com): sign-in's redirect
+    # URIs, cookie prefixes and the origin a callbackUrl may point at.
+    auth_url: str = ""
+    # Test-only: another OpenID provider's issuer in place of Google's or
+    # Microsoft's (a local provider in staging); refused in production.
+    google_issuer: str = "https://accounts.google.com"
+    microsoft_issuer: str = ""
+    auth_session_max_age: int = 30 * 24 * 3600
+    auth_session_update_age: int = 24 * 3600
     app_version: str = "1.0.0"
     port: int = 3001
     sentry_dsn: str = field(default="", repr=False)
@@ -215,6 +245,17 @@ class Settings:
                 raise ConfigError(f"{provider}_CLIENT_ID", "is a placeholder value")
             oauth[provider.lower()] = (client_id, secret)
 
+        auth_url = _origin(env, "AUTH_URL", production)
+        issuers = {}
+        for name in ("AUTH_GOOGLE_ISSUER", "AUTH_MICROSOFT_ENTRA_ID_ISSUER"):
+            value = env.get(name, "").strip()
+            if value and production:
+                raise ConfigError(name, "is for test providers only; refused when APP_ENV=production")
+            if value and urlsplit(value).scheme not in ("http", "https"):
+                raise ConfigError(name, "must be an http(s) URL")
+            issuers[name] = value.rstrip("/")
+        max_age = _int(env, "AUTH_SESSION_MAX_AGE", 30 * 24 * 3600, 300, 365 * 24 * 3600)
+
         pool_min = _int(env, "DB_POOL_MIN", 1, 0, 100)
         pool_max = _int(env, "DB_POOL_MAX", 10, 1, 200)
         if pool_max < pool_min:
@@ -244,7 +285,12 @@ class Settings:
             google_client_secret=oauth["google"][1],
             microsoft_client_id=oauth["microsoft"][0],
             microsoft_client_secret=oauth["microsoft"][1],
-            microsoft_tenant_id=env.get("MICROSOFT_TENANT_ID", "common") or "common",
+            microsoft_tenant_id=_microsoft_tenant(env),
+            auth_url=auth_url,
+            google_issuer=issuers["AUTH_GOOGLE_ISSUER"] or "https://accounts.google.com",
+            microsoft_issuer=issuers["AUTH_MICROSOFT_ENTRA_ID_ISSUER"],
+            auth_session_max_age=max_age,
+            auth_session_update_age=_int(env, "AUTH_SESSION_UPDATE_AGE", 24 * 3600, 0, max_age),
             app_version=version,
             port=_int(env, "PORT", 3001, 1, 65535),
             sentry_dsn=env.get("SENTRY_DSN", ""),

@@ -35,8 +35,19 @@ AUTH_FUNCTIONS = (
     "auth_account_principal(text, text)",
     "auth_api_key_tenant(text)",
     "provision_tenant(text, text, text)",
+    "auth_session_user(text)",
+    "auth_sign_in(text, text, text, boolean, text, text, text, timestamptz)",
+    "auth_session_delete(text)",
+    "auth_session_extend(text, timestamptz)",
+    "auth_purge_expired_sessions()",
 )
 AUTH_TABLES = ("auth_sessions", "users", "accounts", "tenants")
+# What sign-in (auth_sign_in, auth_session_*) writes as the auth role.
+AUTH_WRITES = {
+    "users": "INSERT, UPDATE",
+    "accounts": "INSERT",
+    "auth_sessions": "INSERT, UPDATE, DELETE",
+}
 
 
 class MigrationError(Exception):
@@ -286,6 +297,10 @@ def reconcile_grants(conn: psycopg.Connection, roles: Roles) -> None:
         for table in AUTH_TABLES:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(SCHEMA, table), auth))
         conn.execute(sql.SQL("GRANT INSERT ON public.tenants TO {}").format(auth))
+        for table, privileges in AUTH_WRITES.items():
+            conn.execute(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(sql.Identifier(SCHEMA, table), auth))
+        conn.execute("REVOKE ALL ON FUNCTION public.auth_token_hash(text) FROM PUBLIC")
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.auth_token_hash(text) TO {}").format(auth))
 
         conn.execute("REVOKE ALL ON FUNCTION public.get_current_tenant_id() FROM PUBLIC")
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.get_current_tenant_id() TO {}").format(app))

@@ -1,0 +1,164 @@
+"""What every tenant procedure shares: the principal from the session cookie,
+the role checks, input validation, one tenant transaction per call, and rows
+turned into the original's JSON (camelCase, ISO dates, decimals as strings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..auth import Auth, Principal
+from ..auth.store import iso
+from ..db import Database
+from ..trpc import Router, TRPCError
+
+ROLE_RANK = {"member": 1, "admin": 2, "owner": 3}
+REFUSED = {
+    "member": ("UNAUTHORIZED", "Authentication required - please sign in"),
+    "admin": ("FORBIDDEN", "Admin role required - insufficient permissions"),
+    "owner": ("FORBIDDEN", "Owner role required - insufficient permissions"),
+}
+MAX_OFFSET = 100_000
+DEFAULT_CONFLICT = "A record with these values already exists"
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class Input(BaseModel):
+    """Inputs are objects; unknown keys are dropped (zod's default)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Page(Input):
+    limit: int = Field(50, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class ById(Input):
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Ctx:
+    cur: psycopg.Cursor
+    principal: Principal
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.principal.tenant_id
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.principal.user_id
+
+    def one(self, query: str, params: Mapping[str, Any] | Iterable[Any] = ()) -> dict[str, Any] | None:
+        self.cur.execute(query, params)
+        return self.cur.fetchone()
+
+    def all(self, query: str, params: Mapping[str, Any] | Iterable[Any] = ()) -> list[dict[str, Any]]:
+        self.cur.execute(query, params)
+        return self.cur.fetchall()
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    return value
+
+
+def out(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the original's JSON: camelCase keys, ISO dates, decimals and ids as strings."""
+    return {camel(k): jsonable(v) for k, v in row.items()}
+
+
+def page(rows: list[dict[str, Any]], total: int, p: Page, key: str) -> dict[str, Any]:
+    return {key: [out(r) for r in rows], "total": total, "hasMore": p.offset + len(rows) < total}
+
+
+def like_pattern(text: str) -> str:
+    """A substring ILIKE pattern with the caller's % and _ taken literally."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+def not_found(what: str) -> TRPCError:
+    return TRPCError("NOT_FOUND", f"{what} not found or access denied")
+
+
+def validation_message(exc: ValidationError) -> str:
+    issues = [
+        {"code": e["type"], "path": list(e["loc"]), "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    return json.dumps(issues, separators=(",", ":"))
+
+
+class TenantAPI:
+    """Registers tenant procedures on the tRPC router.
+
+    Each call: principal (one lookup per request, shared by a batch), role,
+    input, then its own transaction whose first statement sets the tenant.
+    """
+
+    def __init__(self, router: Router, auth: Auth, db: Database) -> None:
+        self.router = router
+        self.auth = auth
+        self.db = db
+
+    def query(self, path: str, model: type[Model], role: str = "member"):
+        return self._register(path, "query", model, role, DEFAULT_CONFLICT)
+
+    def mutation(self, path: str, model: type[Model], role: str = "member", conflict: str = DEFAULT_CONFLICT):
+        return self._register(path, "mutation", model, role, conflict)
+
+    def _register(self, path: str, kind: str, model: type[Model], role: str, conflict: str):
+        def decorator(fn: Callable[[Ctx, Model], Any]) -> Callable[[Ctx, Model], Any]:
+            def handler(raw: Any) -> Any:
+                principal = self.auth.principal()
+                if principal is None:
+                    raise TRPCError(*REFUSED["member"])
+                if ROLE_RANK.get(principal.role, 0) < ROLE_RANK[role]:
+                    raise TRPCError(*REFUSED[role])
+                if raw is not None and not isinstance(raw, dict):
+                    raise TRPCError("BAD_REQUEST", '[{"code":"invalid_type","path":[],"message":"Expected object"}]')
+                try:
+                    data = model.model_validate(raw or {})
+                except ValidationError as exc:
+                    raise TRPCError("BAD_REQUEST", validation_message(exc)) from None
+                try:
+                    with self.db.tenant_transaction(principal.tenant_id) as cur:
+                        cur.row_factory = dict_row
+                        return fn(Ctx(cur, principal), data)
+                except psycopg.errors.UniqueViolation:
+                    raise TRPCError("CONFLICT", conflict) from None
+                except psycopg.errors.ForeignKeyViolation:
+                    raise TRPCError("NOT_FOUND", "Referenced record not found or access denied") from None
+
+            register = self.router.query if kind == "query" else self.router.mutation
+            register(path, takes_input=True)(handler)
+            return fn
+
+        return decorator
+
+
+def require_role(ctx: Ctx, role: str) -> None:
+    if ROLE_RANK.get(ctx.principal.role, 0) < ROLE_RANK[role]:
+        raise TRPCError(*REFUSED[role])
