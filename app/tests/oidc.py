@@ -1,4 +1,4 @@
-"""The test OpenID provider (tests/oidc_provider: panva/oidc-provider on
+"""The test OpenID provider (tests/node: panva/oidc-provider on
 loopback) and a driver that walks its login and consent pages as a browser
 would, stopping at the redirect back to our callback."""
 
@@ -18,7 +18,7 @@ import requests
 
 from services import free_port
 
-HERE = Path(__file__).parent / "oidc_provider"
+HERE = Path(__file__).parent / "node"
 FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</form>', re.S | re.I)
 HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', re.I)
 

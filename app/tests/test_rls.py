@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 
@@ -18,6 +19,10 @@ def _embedding(cur) -> str:
     return "'{0.5}'::real[]" if cur.fetchone()[0] == "real[]" else "array_fill(0.5, ARRAY[1024])::vector"
 
 
+# Stored hash -> the token a client would hold.
+SESSION_TOKENS: dict[str, str] = {}
+
+
 def insert_row(cur, table: str, tenant: str, parents: dict[str, str]) -> str:
     """Insert one row of `table` for `tenant` (parents: that tenant's parent rows). Returns its key."""
     tag = uuid.uuid4().hex[:10]
@@ -30,11 +35,13 @@ def insert_row(cur, table: str, tenant: str, parents: dict[str, str]) -> str:
             (parents["users"], tag),
         )
     elif table == "auth_sessions":
+        # The table holds the token's SHA-256 (migration 0006); the token is `session-<tag>`.
         sql, args = (
             "INSERT INTO auth_sessions (session_token, user_id, expires) "
             "VALUES (%s, %s, now() + interval '1 day') RETURNING session_token",
-            (tag, parents["users"]),
+            (hashlib.sha256(f"session-{tag}".encode()).hexdigest(), parents["users"]),
         )
+        SESSION_TOKENS[hashlib.sha256(f"session-{tag}".encode()).hexdigest()] = f"session-{tag}"
     elif table == "widgets":
         sql, args = "INSERT INTO widgets (tenant_id, name) VALUES (%s, %s) RETURNING id", (tenant, tag)
     elif table == "meetings":
@@ -220,9 +227,13 @@ def test_sign_in_lookups_return_only_the_minimum(world):
     database, tenants = world
     tenant, rows = next(iter(tenants.items()))
     with database.scoped_transaction({}) as cur:
-        cur.execute("SELECT user_id, tenant_id FROM auth_session_principal(%s)", (rows["auth_sessions"],))
+        token = SESSION_TOKENS[rows["auth_sessions"]]
+        cur.execute("SELECT user_id, tenant_id FROM auth_session_principal(%s)", (token,))
         assert cur.fetchall() == [(uuid.UUID(rows["users"]), uuid.UUID(tenant))]
         cur.execute("SELECT * FROM auth_session_principal('not-a-session')")
+        assert cur.fetchall() == []
+        # The stored value is no token: a copy of the table signs nobody in.
+        cur.execute("SELECT * FROM auth_session_principal(%s)", (rows["auth_sessions"],))
         assert cur.fetchall() == []
         # Still no rows visible directly: the function is the only door.
         cur.execute("SELECT count(*) FROM auth_sessions")
