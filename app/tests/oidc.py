@@ -58,7 +58,7 @@ def start(redirect_base: str, provider_ids: tuple[str, ...] = ("google", "micros
     ]
     env = {**os.environ, "PORT": str(port), "OIDC_CLIENTS": json.dumps(config)}
     process = subprocess.Popen(
-        ["node", "server.mjs"], cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["node", "oidc-provider.mjs"], cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     issuer = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -2,7 +2,7 @@
 // OpenID Certified), on loopback only. It serves discovery and JWKS, requires
 // PKCE (S256), signs ID tokens with its own key, and refuses a replayed code.
 //
-//   PORT=9400 OIDC_CLIENTS='[{"client_id":..,"client_secret":..,"redirect_uris":[..]}]' node server.mjs
+//   PORT=9400 OIDC_CLIENTS='[{"client_id":..,"client_secret":..,"redirect_uris":[..]}]' node oidc-provider.mjs
 //
 // The login form takes any e-mail as the login (no password: dev interactions).
 // Claims follow the login: "unverified+..." gets email_verified=false, "noemail+..."
