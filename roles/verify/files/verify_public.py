@@ -2,8 +2,10 @@
 
 Prints one line per check, "PASS|FAIL<TAB>check<TAB>evidence": health through
 the public URL, the security headers, /metrics refused to the controller,
-http -> https, TLS 1.2+ only. EXPECT_APP is "no" when the inventory has no app
-hosts (the health and header checks are then left out).
+sign-in (the CSRF cookie, no session without a cookie, each provider's
+redirect with PKCE S256, state and nonce), http -> https, TLS 1.2+ only.
+EXPECT_APP is "no" when the inventory has no app hosts (the health, header
+and sign-in checks are then left out).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import socket
 import ssl
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 
 def say(ok: bool, name: str, evidence: str) -> None:
@@ -23,6 +25,65 @@ def say(ok: bool, name: str, evidence: str) -> None:
 
 def context(cafile: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile or None)
+
+
+def request(host: str, port: int, cafile: str, method: str, path: str, **kw) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPSConnection(host, port, context=context(cafile), timeout=10)
+    try:
+        conn.request(method, path, **kw)
+        resp = conn.getresponse()
+        headers: dict[str, list[str]] = {}
+        for name, value in resp.getheaders():
+            headers.setdefault(name.lower(), []).append(value)
+        return resp.status, headers, resp.read()
+    finally:
+        conn.close()
+
+
+def sign_in_checks(host: str, port: int, cafile: str) -> None:
+    """What a browser's first steps see: Auth.js's CSRF cookie, no session, each provider's redirect."""
+    status, headers, body = request(host, port, cafile, "GET", "/api/auth/csrf")
+    token = json.loads(body).get("csrfToken", "") if status == 200 else ""
+    cookie = next((c.split(";")[0] for c in headers.get("set-cookie", []) if "authjs.csrf-token=" in c), "")
+    say(
+        bool(token) and cookie.startswith("__Host-") and headers.get("cache-control") == ["no-store"],
+        "sign-in CSRF token (__Host- cookie, no-store)",
+        f"HTTP {status} cookie {cookie.split('=')[0] or 'absent'} cache-control {headers.get('cache-control')}",
+    )
+    status, _, body = request(host, port, cafile, "GET", "/api/auth/session")
+    say(status == 200 and body.strip() == b"null", "no session without a cookie", f"HTTP {status} {body[:40]!r}")
+    status, _, body = request(host, port, cafile, "GET", "/api/auth/providers")
+    providers = json.loads(body) if status == 200 else {}
+    if not providers:
+        print("INFO	sign-in redirect to the provider	no sign-in provider configured")
+    for provider in providers:
+        form = urlencode({"csrfToken": token, "callbackUrl": "/"})
+        status, headers, _ = request(
+            host,
+            port,
+            cafile,
+            "POST",
+            f"/api/auth/signin/{provider}",
+            body=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+        )
+        location = (headers.get("location") or [""])[0]
+        query = parse_qs(urlsplit(location).query)
+        ok = (
+            status == 302
+            and query.get("code_challenge_method") == ["S256"]
+            and bool(query.get("code_challenge"))
+            and bool(query.get("state"))
+            and bool(query.get("nonce"))
+        )
+        where = urlsplit(location)
+        say(
+            ok,
+            f"sign-in with {provider} redirects to the provider",
+            f"HTTP {status} {where.scheme}://{where.netloc}{where.path} "
+            f"S256={query.get('code_challenge_method') == ['S256']} "
+            f"state={bool(query.get('state'))} nonce={bool(query.get('nonce'))}",
+        )
 
 
 def main() -> None:
@@ -52,6 +113,7 @@ def main() -> None:
         resp = conn.getresponse()
         resp.read()
         say(resp.status == 403, "/metrics refused to the controller (not in the allow list)", f"HTTP {resp.status}")
+        sign_in_checks(host, port, cafile)
     except LookupError:
         print("INFO\thealth.check through the public URL\tno app hosts in the inventory")
     except (OSError, ValueError, http.client.HTTPException) as exc:
