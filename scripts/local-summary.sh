@@ -11,7 +11,7 @@ printf '%-28s %s\n' "unit" "state"
 instances=$(run systemctl list-units --all --plain --no-legend 'platform-api@*.service' | awk '{print $1}')
 for unit in nftables chrony unattended-upgrades postgresql pgbouncer \
             redis-server@cache redis-server@realtime nginx $instances \
-            platform-api-health.timer platform-api-metrics.timer; do
+            platform-api-health.timer platform-api-metrics.timer platform-api-purge-sessions.timer; do
   run systemctl cat "$unit" >/dev/null 2>&1 || continue
   state=$(run systemctl is-active "$unit" 2>/dev/null || true)
   enabled=$(run systemctl is-enabled "$unit" 2>/dev/null || true)
@@ -27,4 +27,7 @@ pgbouncer_port=$(run sed -n 's/^listen_port = //p' /etc/pgbouncer/pgbouncer-list
 echo "PgBouncer:           docker exec -it ${name} psql 'host=127.0.0.1 port=${pgbouncer_port:-6432} dbname=platform user=platform_app sslmode=require'"
 echo "Re-converge:         make up     Remove the host: make down"
 echo "Health check:        curl --cacert ${ca} https://127.0.0.1:8443/trpc/health.check"
+echo "Sign in:             https://127.0.0.1:8443/auth/signin (trust ${ca}); the test provider's login page"
+echo "                     takes any e-mail (unverified+you@x.test is refused as unverified); then"
+echo "                     https://127.0.0.1:8443/api/auth/session shows the session, /trpc/widgets.list the tenant's data"
 echo "Checks (PASS/FAIL):  ansible-playbook -i inventories/local playbooks/verify.yml (site.yml ends with it)"
