@@ -138,6 +138,15 @@ def controller_path(*parts: str) -> Path:
     return (Path(ephemeral) if ephemeral else REPO / ".cache").joinpath(*parts)
 
 
+@pytest.fixture(scope="module")
+def ca_file() -> str:
+    """The private CA the converge made on the controller (skips where tls_mode is not selfsigned)."""
+    path = controller_path("tls-ca", "ca.crt")
+    if not path.exists():
+        pytest.skip("no private CA on the controller (tls_mode is not selfsigned)")
+    return str(path)
+
+
 def run_playbook(host, plays: list[dict], *extra: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """Run a small playbook against this host with the scenario's inventory and the repo's roles."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")

@@ -147,6 +147,33 @@ def test_health_and_metrics_timers(host):
         assert f"OnUnitActiveSec={interval}" in unit
 
 
+def test_expired_sessions_are_purged_by_the_timer_s_service(host, group_names):
+    """platform-api-purge-sessions.timer is on; its service (as the app user, through the one
+    SECURITY DEFINER function) deletes an expired session and leaves a valid one (on a host that
+    is also the db host, where the test can write the sessions)."""
+    timer = host.service("platform-api-purge-sessions.timer")
+    assert timer.is_enabled
+    assert timer.is_running
+    if "db" not in group_names:
+        pytest.skip("the database is on another host (the timer's unit is checked above)")
+    db = "runuser -u postgres -- psql -qtAX -d platform -c"
+    make = (
+        "WITH t AS (SELECT provision_tenant('purge-test') AS id), "
+        "u AS (INSERT INTO users (tenant_id, email) SELECT id, 'purge-' || id || '@example.test' FROM t RETURNING id) "
+        "INSERT INTO auth_sessions (session_token, user_id, expires) "
+        "SELECT md5(random()::text) || 'x', id, now() + interval '{}' FROM u RETURNING session_token"
+    )
+    expired = host.check_output(f'{db} "{make.format("-1 minute")}"').split()[0]
+    valid = host.check_output(f'{db} "{make.format("1 day")}"').split()[0]
+    host.check_output("systemctl start platform-api-purge-sessions.service")
+    left = host.check_output(
+        f"{db} \"SELECT session_token FROM auth_sessions WHERE session_token IN ('{expired}', '{valid}')\""
+    ).split()
+    assert left == [valid]
+    log = host.check_output("journalctl --no-pager -o cat -u platform-api-purge-sessions.service -n 5")
+    assert "expired session(s) removed" in log
+
+
 def test_failed_health_check_calls_the_alert_command(host):
     """A check against a port nothing serves hands the failure to the alert command (default: the journal)."""
     mark = f"since-{time.time()}"

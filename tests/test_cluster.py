@@ -19,7 +19,7 @@ import threading
 import pytest
 import testinfra
 
-from conftest import controller_path, network, secret
+from conftest import network, secret
 
 OUTSIDER = "outsider"
 
@@ -57,11 +57,6 @@ def fleet(host, hostvars, inventory):
 
 def address(tinfra) -> str:
     return next(a for a in tinfra.interface("eth0").addresses if ":" not in a)
-
-
-@pytest.fixture(scope="module")
-def ca_file() -> str:
-    return str(controller_path("tls-ca", "ca.crt"))
 
 
 def https_get(addr: str, path: str, ca_file: str) -> tuple[int, bytes]:

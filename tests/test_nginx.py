@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import HttpsLoad, controller_path, declared, run_playbook, skip_unless_site
+from conftest import HttpsLoad, declared, run_playbook, skip_unless_site
 
 HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains",
@@ -35,14 +35,6 @@ def only_lb(group_names, hostvars):
     if "lb" not in group_names:
         pytest.skip("not an lb host")
     skip_unless_site(hostvars)
-
-
-@pytest.fixture(scope="module")
-def ca_file() -> str:
-    path = controller_path("tls-ca", "ca.crt")
-    if not path.exists():
-        pytest.skip("no private CA on the controller (tls_mode is not selfsigned)")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

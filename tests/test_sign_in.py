@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from conftest import REPO, controller_path, skip_unless_site
+from conftest import REPO, skip_unless_site
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +25,6 @@ def only_lb_with_app(group_names, hostvars):
     if "lb" not in group_names or "app" not in group_names:
         pytest.skip("sign-in through nginx is tested on an all-in-one lb host")
     skip_unless_site(hostvars)
-
-
-@pytest.fixture(scope="module")
-def ca_file() -> str:
-    path = controller_path("tls-ca", "ca.crt")
-    if not path.exists():
-        pytest.skip("no private CA on the controller (tls_mode is not selfsigned)")
-    return str(path)
 
 
 def call(host_ip, ca_file, method, path, body=None, headers=None):

@@ -42,11 +42,18 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_config(_args: argparse.Namespace) -> int:
+def _settings() -> Settings | None:
+    """The validated environment, or None after one line on stderr naming what is wrong."""
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except ConfigError as exc:
         print(f"platform-api: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def _check_config(_args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings is None:
         return 2
     print(f"platform-api: configuration OK ({settings.env}, version {settings.app_version})")
     return 0
@@ -57,10 +64,8 @@ def _purge_sessions(_args: argparse.Namespace) -> int:
     from .auth import SessionStore
     from .db import Database
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"platform-api: configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     db = Database(settings)
     try:

@@ -31,6 +31,7 @@ REFUSED = {
 }
 MAX_OFFSET = 100_000
 DEFAULT_CONFLICT = "A record with these values already exists"
+NEWEST = "created_at DESC, id"
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -92,6 +93,16 @@ def out(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def page(rows: list[dict[str, Any]], total: int, p: Page, key: str) -> dict[str, Any]:
     return {key: [out(r) for r in rows], "total": total, "hasMore": p.offset + len(rows) < total}
+
+
+def listing(
+    ctx: Ctx, p: Page, key: str, *, table: str, columns: str, where: str, args: Mapping[str, Any], order: str
+) -> dict[str, Any]:
+    """One page of `table` under `where` (a fixed clause, values in args) and the filter's total."""
+    params = {**args, "limit": p.limit, "offset": p.offset}
+    rows = ctx.all(f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s", params)
+    total = ctx.one(f"SELECT count(*) AS n FROM {table} {where}", params)["n"]
+    return page(rows, total, p, key)
 
 
 def like_pattern(text: str) -> str:

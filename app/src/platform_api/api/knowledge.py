@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from .base import ById, Ctx, Input, Page, TenantAPI, not_found, out, page
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
 
 COLUMNS = "id, tenant_id, title, content, category, metadata, created_at, updated_at"
 Metadata = dict[str, Any]
@@ -49,14 +49,10 @@ def register(api: TenantAPI) -> None:
             "WHERE (%(category)s::text IS NULL OR category = %(category)s) AND "
             "(%(search)s::text IS NULL OR search_vector @@ websearch_to_tsquery('english', %(search)s))"
         )
-        args = {"category": p.category, "search": p.search, "limit": p.limit, "offset": p.offset}
-        rows = ctx.all(
-            f"SELECT {COLUMNS} FROM knowledge_documents {where} "
-            "ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
-            args,
+        args = {"category": p.category, "search": p.search}
+        return listing(
+            ctx, p, "documents", table="knowledge_documents", columns=COLUMNS, where=where, args=args, order=NEWEST
         )
-        total = ctx.one(f"SELECT count(*) AS n FROM knowledge_documents {where}", args)["n"]
-        return page(rows, total, p, "documents")
 
     @api.query("knowledge.get", ById)
     def get_document(ctx: Ctx, p: ById):

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from ..trpc import TRPCError
-from .base import ById, Ctx, Input, Page, TenantAPI, not_found, out, page
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
 
 COLUMNS = "id, tenant_id, widget_id, meeting_id, mode, cost_usd, metadata, created_at, ended_at"
 MESSAGE_COLUMNS = 'id, session_id, role, content, attachments, metadata, "timestamp"'
@@ -58,15 +58,8 @@ def register(api: TenantAPI) -> None:
             "meeting": p.meetingId,
             "mode": p.mode,
             "ended": p.includeEnded,
-            "limit": p.limit,
-            "offset": p.offset,
         }
-        rows = ctx.all(
-            f"SELECT {COLUMNS} FROM sessions {where} ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
-            args,
-        )
-        total = ctx.one(f"SELECT count(*) AS n FROM sessions {where}", args)["n"]
-        return page(rows, total, p, "sessions")
+        return listing(ctx, p, "sessions", table="sessions", columns=COLUMNS, where=where, args=args, order=NEWEST)
 
     @api.query("sessions.get", ById)
     def get_session(ctx: Ctx, p: ById):
@@ -110,14 +103,16 @@ def register(api: TenantAPI) -> None:
     def list_messages(ctx: Ctx, p: ListMessages):
         if not ctx.one("SELECT 1 FROM sessions WHERE id = %s", (p.sessionId,)):
             raise not_found("Session")
-        args = {"session": p.sessionId, "limit": p.limit, "offset": p.offset}
-        rows = ctx.all(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = %(session)s "
-            'ORDER BY "timestamp", id LIMIT %(limit)s OFFSET %(offset)s',
-            args,
+        return listing(
+            ctx,
+            p,
+            "messages",
+            table="messages",
+            columns=MESSAGE_COLUMNS,
+            where="WHERE session_id = %(session)s",
+            args={"session": p.sessionId},
+            order='"timestamp", id',  # oldest first
         )
-        total = ctx.one("SELECT count(*) AS n FROM messages WHERE session_id = %(session)s", args)["n"]
-        return page(rows, total, p, "messages")
 
     @api.mutation("sessions.sendMessage", SendMessage)
     def send_message(ctx: Ctx, p: SendMessage):

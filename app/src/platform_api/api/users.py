@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..trpc import TRPCError
-from .base import ById, Ctx, Input, Page, TenantAPI, like_pattern, not_found, out, page, require_role
+from .base import ById, Ctx, Input, Page, TenantAPI, like_pattern, listing, not_found, out, require_role
 
 Role = Literal["owner", "admin", "member"]
 COLUMNS = (
@@ -53,18 +53,10 @@ CONFLICT = "User with this email already exists"
 def register(api: TenantAPI) -> None:
     @api.query("users.list", ListUsers)
     def list_users(ctx: Ctx, p: ListUsers):
-        where = LIST_WHERE
-        args = {
-            "role": p.role,
-            "pat": like_pattern(p.search) if p.search else None,
-            "limit": p.limit,
-            "offset": p.offset,
-        }
-        rows = ctx.all(
-            f"SELECT {COLUMNS} FROM users {where} ORDER BY created_at, id LIMIT %(limit)s OFFSET %(offset)s", args
+        args = {"role": p.role, "pat": like_pattern(p.search) if p.search else None}
+        return listing(
+            ctx, p, "users", table="users", columns=COLUMNS, where=LIST_WHERE, args=args, order="created_at, id"
         )
-        total = ctx.one(f"SELECT count(*) AS n FROM users {where}", args)["n"]
-        return page(rows, total, p, "users")
 
     @api.query("users.get", ById)
     def get_user(ctx: Ctx, p: ById):

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
-from .base import ById, Ctx, Input, Page, TenantAPI, not_found, out, page
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
 
 COLUMNS = "id, tenant_id, name, domain_whitelist, settings, is_active, created_at, updated_at"
 COLOR = r"^#[0-9A-Fa-f]{6}$"
@@ -60,13 +60,8 @@ def register(api: TenantAPI) -> None:
     @api.query("widgets.list", ListWidgets)
     def list_widgets(ctx: Ctx, p: ListWidgets):
         where = "WHERE (%(active)s::boolean IS NULL OR is_active = %(active)s)"
-        args = {"active": p.isActive, "limit": p.limit, "offset": p.offset}
-        rows = ctx.all(
-            f"SELECT {COLUMNS} FROM widgets {where} ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
-            args,
-        )
-        total = ctx.one(f"SELECT count(*) AS n FROM widgets {where}", args)["n"]
-        return page(rows, total, p, "widgets")
+        args = {"active": p.isActive}
+        return listing(ctx, p, "widgets", table="widgets", columns=COLUMNS, where=where, args=args, order=NEWEST)
 
     @api.query("widgets.get", ById)
     def get_widget(ctx: Ctx, p: ById):
