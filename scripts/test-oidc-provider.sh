@@ -74,8 +74,12 @@ print(json.dumps(out))
 EOF
 )
     cookie_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
-    (cd "$node_dir" && HOST="$gateway" PORT="$port" OIDC_CLIENTS="$clients" COOKIE_KEY="$cookie_key" \
-      nohup node oidc-provider.mjs >"$state/$name.log" 2>&1 </dev/null & echo $! >"$pidfile")
+    cd "$node_dir"
+    # A simple command in the background: $! is node's own pid (what `stop` kills).
+    HOST="$gateway" PORT="$port" OIDC_CLIENTS="$clients" COOKIE_KEY="$cookie_key" \
+      nohup node oidc-provider.mjs >"$state/$name.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+    cd "$root"
     issuer="http://$gateway:$port"
     for _ in $(seq 100); do
       if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \

@@ -234,16 +234,21 @@ def test_rolling_restart_never_leaves_nginx_without_an_instance(host, host_ip, g
     assert not load.errors, load.summary()
 
 
+# Production without the scenario's test provider (its issuers are refused there).
+PRODUCTION = {"app_env": "production", "app_auth_google_issuer": "", "app_auth_microsoft_issuer": ""}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         ({"app_auth_secret": "too-short-secret"}, "AUTH_SECRET must be at least 32 characters"),
         ({"app_redis_password": "changeme"}, "REDIS password (app_redis_password) is empty or a placeholder"),
-        ({"app_env": "production"}, "google OAuth client id and secret are required"),
-        (
-            {"app_env": "production", "app_google_client_id": "id", "app_google_client_secret": "s" * 24},
-            "microsoft OAuth client id and secret are required",
-        ),
+        ({**PRODUCTION, "app_google_client_id": ""}, "google OAuth client id and secret are required"),
+        ({**PRODUCTION, "app_microsoft_client_secret": ""}, "microsoft OAuth client id and secret are required"),
+        ({"app_env": "production"}, "a test issuer (app_auth_google_issuer, app_auth_microsoft_issuer) is refused"),
+        ({**PRODUCTION, "app_auth_url": "http://api.example.com"}, "app_auth_url must be an origin without a path"),
+        ({"app_auth_url": "https://api.example.com/app"}, "app_auth_url must be an origin without a path"),
+        ({"app_auth_session_update_age": 9999999}, "app_auth_session_update_age between 0 and it"),
     ],
 )
 def test_preflight_refuses_bad_secrets(host, tmp_path, extra, message):
