@@ -245,7 +245,10 @@ PRODUCTION = {"app_env": "production", "app_auth_google_issuer": "", "app_auth_m
         ({"app_redis_password": "changeme"}, "REDIS password (app_redis_password) is empty or a placeholder"),
         ({**PRODUCTION, "app_google_client_id": ""}, "google OAuth client id and secret are required"),
         ({**PRODUCTION, "app_microsoft_client_secret": ""}, "microsoft OAuth client id and secret are required"),
-        ({"app_env": "production"}, "a test issuer (app_auth_google_issuer, app_auth_microsoft_issuer) is refused"),
+        (
+            {"app_env": "production", "app_auth_google_issuer": "http://127.0.0.1:9"},
+            "a test issuer (app_auth_google_issuer, app_auth_microsoft_issuer) is refused",
+        ),
         ({**PRODUCTION, "app_auth_url": "http://api.example.com"}, "app_auth_url must be an origin without a path"),
         ({"app_auth_url": "https://api.example.com/app"}, "app_auth_url must be an origin without a path"),
         ({"app_auth_session_update_age": 9999999}, "app_auth_session_update_age between 0 and it"),
