@@ -105,6 +105,26 @@ def listing(
     return page(rows, total, p, key)
 
 
+def delete_by_id(ctx: Ctx, table: str, what: str, row_id: uuid.UUID) -> dict[str, Any]:
+    """DELETE one row by id under RLS: {"success", "id"}, or NOT_FOUND (also for another tenant's id)."""
+    row = ctx.one(f"DELETE FROM {table} WHERE id = %s RETURNING id", (row_id,))
+    if row is None:
+        raise not_found(what)
+    return {"success": True, "id": str(row["id"])}
+
+
+def update_given(ctx: Ctx, table: str, what: str, row_id: uuid.UUID, columns: Mapping[str, Any], returning: str):
+    """UPDATE the columns given (None keeps the stored value) and updated_at, under RLS; NOT_FOUND when no row."""
+    sets = "".join(f"{c} = coalesce(%({c})s, {c}), " for c in columns)
+    row = ctx.one(
+        f"UPDATE {table} SET {sets}updated_at = now() WHERE id = %(id)s RETURNING {returning}",
+        {**columns, "id": row_id},
+    )
+    if row is None:
+        raise not_found(what)
+    return out(row)
+
+
 def like_pattern(text: str) -> str:
     """A substring ILIKE pattern with the caller's % and _ taken literally."""
     return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"

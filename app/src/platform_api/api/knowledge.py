@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out, update_given
 
 COLUMNS = "id, tenant_id, title, content, category, metadata, created_at, updated_at"
 Metadata = dict[str, Any]
@@ -76,21 +76,11 @@ def register(api: TenantAPI) -> None:
         given = p.model_dump(exclude={"id"}, exclude_unset=True, exclude_none=True)
         columns = {k: given.get(k) for k in ("title", "content", "category")}
         columns["metadata"] = Jsonb(given["metadata"]) if "metadata" in given else None
-        sets = "".join(f"{c} = coalesce(%({c})s, {c}), " for c in columns)
-        row = ctx.one(
-            f"UPDATE knowledge_documents SET {sets}updated_at = now() WHERE id = %(id)s RETURNING {COLUMNS}",
-            {**columns, "id": p.id},
-        )
-        if row is None:
-            raise not_found("Document")
-        return out(row)
+        return update_given(ctx, "knowledge_documents", "Document", p.id, columns, COLUMNS)
 
     @api.mutation("knowledge.delete", ById, role="owner")
     def delete_document(ctx: Ctx, p: ById):
-        row = ctx.one("DELETE FROM knowledge_documents WHERE id = %s RETURNING id", (p.id,))
-        if row is None:
-            raise not_found("Document")
-        return {"success": True, "id": str(row["id"])}
+        return delete_by_id(ctx, "knowledge_documents", "Document", p.id)
 
     @api.query("knowledge.search", Search)
     def search(ctx: Ctx, p: Search):

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from ..trpc import TRPCError
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out
 
 COLUMNS = "id, tenant_id, widget_id, meeting_id, mode, cost_usd, metadata, created_at, ended_at"
 MESSAGE_COLUMNS = 'id, session_id, role, content, attachments, metadata, "timestamp"'
@@ -94,10 +94,7 @@ def register(api: TenantAPI) -> None:
 
     @api.mutation("sessions.delete", ById, role="owner")
     def delete_session(ctx: Ctx, p: ById):
-        row = ctx.one("DELETE FROM sessions WHERE id = %s RETURNING id", (p.id,))
-        if row is None:
-            raise not_found("Session")
-        return {"success": True, "id": str(row["id"])}
+        return delete_by_id(ctx, "sessions", "Session", p.id)
 
     @api.query("sessions.listMessages", ListMessages)
     def list_messages(ctx: Ctx, p: ListMessages):

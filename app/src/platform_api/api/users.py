@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..trpc import TRPCError
-from .base import ById, Ctx, Input, Page, TenantAPI, like_pattern, listing, not_found, out, require_role
+from .base import ById, Ctx, Input, Page, TenantAPI, delete_by_id, like_pattern, listing, not_found, out, require_role
 
 Role = Literal["owner", "admin", "member"]
 COLUMNS = (
@@ -103,7 +103,4 @@ def register(api: TenantAPI) -> None:
     def delete_user(ctx: Ctx, p: ById):
         if p.id == ctx.user_id:
             raise TRPCError("BAD_REQUEST", "You cannot delete your own account")
-        row = ctx.one("DELETE FROM users WHERE id = %s RETURNING id", (p.id,))
-        if row is None:
-            raise not_found("User")
-        return {"success": True, "id": str(row["id"])}
+        return delete_by_id(ctx, "users", "User", p.id)

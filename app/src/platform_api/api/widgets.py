@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, listing, not_found, out
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out, update_given
 
 COLUMNS = "id, tenant_id, name, domain_whitelist, settings, is_active, created_at, updated_at"
 COLOR = r"^#[0-9A-Fa-f]{6}$"
@@ -89,18 +89,8 @@ def register(api: TenantAPI) -> None:
             "settings": Jsonb(given["settings"]) if "settings" in given else None,
             "is_active": given.get("isActive"),
         }
-        sets = "".join(f"{c} = coalesce(%({c})s, {c}), " for c in columns)
-        row = ctx.one(
-            f"UPDATE widgets SET {sets}updated_at = now() WHERE id = %(id)s RETURNING {COLUMNS}",
-            {**columns, "id": p.id},
-        )
-        if row is None:
-            raise not_found("Widget")
-        return out(row)
+        return update_given(ctx, "widgets", "Widget", p.id, columns, COLUMNS)
 
     @api.mutation("widgets.delete", ById, role="owner")
     def delete_widget(ctx: Ctx, p: ById):
-        row = ctx.one("DELETE FROM widgets WHERE id = %s RETURNING id", (p.id,))
-        if row is None:
-            raise not_found("Widget")
-        return {"success": True, "id": str(row["id"])}
+        return delete_by_id(ctx, "widgets", "Widget", p.id)
