@@ -105,6 +105,14 @@ def listing(
     return page(rows, total, p, key)
 
 
+def get_by_id(ctx: Ctx, table: str, what: str, row_id: uuid.UUID, columns: str) -> dict[str, Any]:
+    """One row by id under RLS, or NOT_FOUND (also for another tenant's id)."""
+    row = ctx.one(f"SELECT {columns} FROM {table} WHERE id = %s", (row_id,))
+    if row is None:
+        raise not_found(what)
+    return out(row)
+
+
 def delete_by_id(ctx: Ctx, table: str, what: str, row_id: uuid.UUID) -> dict[str, Any]:
     """DELETE one row by id under RLS: {"success", "id"}, or NOT_FOUND (also for another tenant's id)."""
     row = ctx.one(f"DELETE FROM {table} WHERE id = %s RETURNING id", (row_id,))

@@ -10,7 +10,19 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out, update_given
+from .base import (
+    NEWEST,
+    ById,
+    Ctx,
+    Input,
+    Page,
+    TenantAPI,
+    delete_by_id,
+    get_by_id,
+    listing,
+    out,
+    update_given,
+)
 
 COLUMNS = "id, tenant_id, title, content, category, metadata, created_at, updated_at"
 Metadata = dict[str, Any]
@@ -56,10 +68,7 @@ def register(api: TenantAPI) -> None:
 
     @api.query("knowledge.get", ById)
     def get_document(ctx: Ctx, p: ById):
-        row = ctx.one(f"SELECT {COLUMNS} FROM knowledge_documents WHERE id = %s", (p.id,))
-        if row is None:
-            raise not_found("Document")
-        return out(row)
+        return get_by_id(ctx, "knowledge_documents", "Document", p.id, COLUMNS)
 
     @api.mutation("knowledge.create", CreateDocument, role="admin")
     def create_document(ctx: Ctx, p: CreateDocument):

@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from ..trpc import TRPCError
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out
+from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, get_by_id, listing, not_found, out
 
 COLUMNS = "id, tenant_id, widget_id, meeting_id, mode, cost_usd, metadata, created_at, ended_at"
 MESSAGE_COLUMNS = 'id, session_id, role, content, attachments, metadata, "timestamp"'
@@ -63,10 +63,7 @@ def register(api: TenantAPI) -> None:
 
     @api.query("sessions.get", ById)
     def get_session(ctx: Ctx, p: ById):
-        row = ctx.one(f"SELECT {COLUMNS} FROM sessions WHERE id = %s", (p.id,))
-        if row is None:
-            raise not_found("Session")
-        return out(row)
+        return get_by_id(ctx, "sessions", "Session", p.id, COLUMNS)
 
     @api.mutation("sessions.create", CreateSession)
     def create_session(ctx: Ctx, p: CreateSession):

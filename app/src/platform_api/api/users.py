@@ -9,7 +9,20 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..trpc import TRPCError
-from .base import ById, Ctx, Input, Page, TenantAPI, delete_by_id, like_pattern, listing, not_found, out, require_role
+from .base import (
+    ById,
+    Ctx,
+    Input,
+    Page,
+    TenantAPI,
+    delete_by_id,
+    get_by_id,
+    like_pattern,
+    listing,
+    not_found,
+    out,
+    require_role,
+)
 
 Role = Literal["owner", "admin", "member"]
 COLUMNS = (
@@ -60,10 +73,7 @@ def register(api: TenantAPI) -> None:
 
     @api.query("users.get", ById)
     def get_user(ctx: Ctx, p: ById):
-        row = ctx.one(f"SELECT {COLUMNS} FROM users WHERE id = %s", (p.id,))
-        if row is None:
-            raise not_found("User")
-        return out(row)
+        return get_by_id(ctx, "users", "User", p.id, COLUMNS)
 
     @api.mutation("users.create", CreateUser, role="admin", conflict=CONFLICT)
     def create_user(ctx: Ctx, p: CreateUser):

@@ -9,7 +9,19 @@ from urllib.parse import urlsplit
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
-from .base import NEWEST, ById, Ctx, Input, Page, TenantAPI, delete_by_id, listing, not_found, out, update_given
+from .base import (
+    NEWEST,
+    ById,
+    Ctx,
+    Input,
+    Page,
+    TenantAPI,
+    delete_by_id,
+    get_by_id,
+    listing,
+    out,
+    update_given,
+)
 
 COLUMNS = "id, tenant_id, name, domain_whitelist, settings, is_active, created_at, updated_at"
 COLOR = r"^#[0-9A-Fa-f]{6}$"
@@ -65,10 +77,7 @@ def register(api: TenantAPI) -> None:
 
     @api.query("widgets.get", ById)
     def get_widget(ctx: Ctx, p: ById):
-        row = ctx.one(f"SELECT {COLUMNS} FROM widgets WHERE id = %s", (p.id,))
-        if row is None:
-            raise not_found("Widget")
-        return out(row)
+        return get_by_id(ctx, "widgets", "Widget", p.id, COLUMNS)
 
     @api.mutation("widgets.create", CreateWidget, role="admin")
     def create_widget(ctx: Ctx, p: CreateWidget):
