@@ -187,6 +187,30 @@ def run_playbook(host, plays: list[dict], *extra: str, tmp_path: Path) -> subpro
     )
 
 
+def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
+    """Run one of playbooks/ against the scenario's inventory, as a user would."""
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_FILTER_PLUGINS": str(REPO / "plugins" / "filter"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "playbooks" / name), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+        check=False,
+    )
+    print(f"{name} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f}s")
+    return result
+
+
 class HttpsLoad:
     """Steady GET requests from the controller through nginx, in threads, until stopped.
 

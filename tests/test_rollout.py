@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import testinfra
 
-from conftest import REPO, HttpsLoad, controller_path, network
+from conftest import REPO, HttpsLoad, controller_path, network, playbook
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +51,6 @@ def release_copy(tmp_path: Path, version: str, broken_readiness: bool = False) -
         assert needle in source, "the readiness route moved: update this test"
         init.write_text(source.replace(needle, '        body, status = {"ready": False, "broken": True}, 503\n'))
     return dest
-
-
-def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        "ANSIBLE_FILTER_PLUGINS": str(REPO / "plugins" / "filter"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_GATHERING": "smart",
-        "ANSIBLE_PIPELINING": "true",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml",
-    }
-    started = time.monotonic()
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "playbooks" / name), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-        check=False,
-    )
-    print(f"{name} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f}s")
-    return result
 
 
 def running(fleet, inventory) -> dict[str, set[str]]:
