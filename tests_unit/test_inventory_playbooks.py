@@ -56,7 +56,8 @@ def test_secrets_are_generated_encrypted_and_never_overwritten(staging):
         assert len(values[name]) == 32, name
         assert values[name].isalnum(), name
     assert len(values["vault_app_auth_secret"]) == 48
-    assert len({values[n] for n in values if values[n]}) == 5, "every generated secret is different"
+    assert len(values["vault_pgbackrest_cipher_pass"]) == 48
+    assert len({values[n] for n in values if values[n]}) == 6, "every generated secret is different"
     # Nothing secret in what the run printed.
     for value in filter(None, values.values()):
         assert value not in result.stdout + result.stderr
@@ -87,6 +88,8 @@ def test_preflight_names_every_missing_secret_before_contacting_a_host(staging):
         "stg-db1: postgresql_owner_password",
         "stg-db1: postgresql_app_password",
         "stg-cache1: redis_admin_password",
+        "stg-db1: pgbackrest_cipher_pass",
+        "stg-backup1: pgbackrest_cipher_pass",
     ):
         assert missing in output, output[-3000:]
     # The first play failed: no host was contacted (no fact gathering happened).
