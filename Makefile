@@ -25,7 +25,7 @@ export ANSIBLE_FORCE_COLOR ?= 0
 APP_VENV ?= app/.venv
 APP_BIN := $(abspath $(APP_VENV))/bin
 
-.PHONY: help up down test lint unit app-test molecule venv app-venv docker images check-distro lock bench clean
+.PHONY: help up down test lint unit rules app-test molecule venv app-venv docker images check-distro lock bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 unit: venv ## Unit tests of the roles' plugins
 	pytest -q -p no:cacheprovider tests_unit
 
+rules: ## promtool check and unit tests of the alert rules (monitoring/)
+	scripts/promtool.sh check rules monitoring/rules/*.yml
+	scripts/promtool.sh test rules monitoring/tests/*.yml
+
 app-test: app-venv ## The app's tests, against real PostgreSQL, PgBouncer and Redis
 	cd app && $(APP_BIN)/pytest -q
 
@@ -101,9 +105,9 @@ molecule: check-distro venv docker ## molecule test, every scenario on every dis
 	  echo "  molecule $$s/$$d $$(( $$(date +%s) - start ))s" >> .cache/test-times; \
 	done; done
 
-test: ## Everything CI runs (lint, unit, app-test, molecule), with each stage's time
+test: ## Everything CI runs (lint, unit, rules, app-test, molecule), with each stage's time
 	@mkdir -p .cache && : > .cache/test-times
-	@for step in lint unit app-test molecule; do \
+	@for step in lint unit rules app-test molecule; do \
 	  start=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$step || { echo "==> make $$step FAILED after $$(( $$(date +%s) - start ))s"; exit 1; }; \
 	  echo "$$step $$(( $$(date +%s) - start ))s" >> .cache/test-times; \
