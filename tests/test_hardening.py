@@ -37,6 +37,12 @@ def units(group_names: set[str], hostvars: dict, host) -> list[str]:
         found += ["redis-server@cache.service", "redis-server@realtime.service"]
     if "app" in group_names:
         found.append(f"platform-api@{declared(hostvars, 'app_ports')[0]}.service")
+    # pgBackRest: the backups where the repository is, its TLS server on both sides of a backup host.
+    has_backup_host = bool(hostvars.get("groups", {}).get("backup"))
+    if "backup" in group_names or ("db" in group_names and not has_backup_host):
+        found.append("platform-backup@full.service")
+    if "backup" in group_names or ("db" in group_names and has_backup_host):
+        found.append("pgbackrest.service")
     return found
 
 
@@ -48,7 +54,8 @@ def exposure(host, unit: str) -> float:
 
 
 def test_every_daemon_is_sandboxed(host, group_names, hostvars):
-    """nginx 9.6, pgbouncer 9.2 and postgresql 9.6 (UNSAFE) with Debian's units alone; now each <= 4.5."""
+    """nginx 9.6, pgbouncer 9.2 and postgresql 9.6 (UNSAFE) with Debian's units alone; now each <= 4.5
+    (pgBackRest's TLS server and the backup service too)."""
     ratings = {unit: exposure(host, unit) for unit in units(group_names, hostvars, host)}
     for unit, rating in ratings.items():
         print(f"systemd-analyze security {unit}: {rating}")
