@@ -70,6 +70,15 @@ def test_unknown_source_group_opens_nothing():
     assert rules[0]["v6"] == []
 
 
+def test_admin_service_opens_to_the_admin_networks_only():
+    """admin: true alone names no group; the template matches it against the admin sets (as SSH)."""
+    services = [{"name": "prometheus", "ports": [9090], "on_groups": ["db"], "admin": True}]
+    rules = fw.firewall_rules(services, ["db"], GROUPS, HOSTVARS)
+    assert rules[0]["admin"] is True
+    assert rules[0]["from_groups"] == []
+    assert rules[0]["v4"] == []
+
+
 @pytest.mark.parametrize(
     ("service", "message"),
     [
@@ -77,7 +86,8 @@ def test_unknown_source_group_opens_nothing():
         ({"name": "x", "ports": ["3004-3001"], "on_groups": ["lb"], "public": True}, "invalid port"),
         ({"name": "x", "ports": [], "on_groups": ["lb"], "public": True}, "has no ports"),
         ({"name": "x", "ports": [1], "on_groups": ["lb"]}, "needs public"),
-        ({"name": "x", "ports": [1], "on_groups": ["lb"], "public": True, "from_groups": ["a"]}, "both public"),
+        ({"name": "x", "ports": [1], "on_groups": ["lb"], "public": True, "from_groups": ["a"]}, "sets public with"),
+        ({"name": "x", "ports": [1], "on_groups": ["lb"], "public": True, "admin": True}, "sets public with"),
         ({"name": "x", "ports": [1], "proto": "sctp", "on_groups": ["lb"], "public": True}, "tcp or udp"),
         ({"name": "bad name", "ports": [1], "on_groups": ["lb"], "public": True}, "invalid or missing name"),
     ],
@@ -138,7 +148,7 @@ def test_firewall_matrix_comes_from_the_roles_declarations():
     roles = ["nginx", "app", "pgbouncer", "postgresql", "redis"]
     hv = {"db1": {"pgbouncer_port": 6543, "pgbouncer_client_groups": ["app", "ops"]}}
     services = {s["name"]: s for s in fw.firewall_declarations(roles, hv, "db1")}
-    assert set(services) == {"https", "platform_api", "pgbouncer", "postgresql", "redis"}
+    assert set(services) == {"https", "platform_api", "platform_api_metrics", "pgbouncer", "postgresql", "redis"}
     assert services["pgbouncer"]["ports"] == [6543]
     assert services["pgbouncer"]["from_groups"] == ["app", "ops"]
     assert services["postgresql"]["ports"] == [5432]

@@ -18,6 +18,8 @@ hand-written address lists. `firewall_cidrs` validates and splits CIDR lists.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -196,6 +198,7 @@ def _render(hostvars: Mapping[str, Any], host: str, name: str, text: str, depth:
 
     # Plain values (paths, names, ports), never HTML: no autoescape.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+    env.filters["derived_secret"] = derived_secret
     try:
         refs = meta.find_undeclared_variables(env.parse(text))
         context = {ref: offer(hostvars, host, ref, _depth=depth + 1) for ref in refs}
@@ -260,8 +263,9 @@ def firewall_rules(
 ) -> list[dict[str, Any]]:
     """Resolve declared services into the rules this host needs.
 
-    A service is {name, ports, proto (tcp|udp), on_groups, and either
-    public: true or from_groups}. It applies to this host when the host is in
+    A service is {name, ports, proto (tcp|udp), on_groups (`all`: every host), and either
+    public: true, or from_groups and/or admin: true (the admin networks,
+    firewall_admin_cidrs, as for SSH)}. It applies to this host when the host is in
     one of on_groups; its sources are the private address of every host in
     from_groups (this host's own traffic arrives on loopback and is accepted
     anyway). A from_groups that names an empty or unknown group yields a rule
@@ -278,13 +282,14 @@ def firewall_rules(
             raise AnsibleFilterError(f"firewall_services: '{name}' proto must be tcp or udp, not {proto!r}")
         on_groups = service.get("on_groups") or []
         public = bool(service.get("public", False))
+        admin = bool(service.get("admin", False))
         from_groups = service.get("from_groups") or []
-        if public and from_groups:
-            raise AnsibleFilterError(f"firewall_services: '{name}' sets both public and from_groups")
-        if not public and not from_groups:
-            raise AnsibleFilterError(f"firewall_services: '{name}' needs public: true or from_groups")
+        if public and (from_groups or admin):
+            raise AnsibleFilterError(f"firewall_services: '{name}' sets public with from_groups or admin")
+        if not public and not from_groups and not admin:
+            raise AnsibleFilterError(f"firewall_services: '{name}' needs public: true, admin: true or from_groups")
         ports = _ports(service)
-        if not mine.intersection(on_groups):
+        if "all" not in on_groups and not mine.intersection(on_groups):
             continue
         sources = [private_address(hostvars, host) for group in from_groups for host in groups.get(group, [])]
         split = _split(sources, f"firewall_services: '{name}'")
@@ -295,6 +300,7 @@ def firewall_rules(
                 "proto": proto,
                 "ports": ports,
                 "public": public,
+                "admin": admin,
                 "from_groups": list(from_groups),
                 "v4": split["v4"],
                 "v6": split["v6"],
@@ -303,14 +309,131 @@ def firewall_rules(
     return rules
 
 
+def derived_secret(parent: Any, purpose: str) -> str:
+    """A secret for an identity no operator types (an exporter's read-only user):
+    the hex HMAC-SHA256 of `purpose` keyed by a vaulted `parent`. Both sides of a
+    login compute the same value (the role that creates the user offers it, the
+    exporter reads the offer); another purpose gives another value, and the
+    value reveals nothing about the parent."""
+    if not isinstance(parent, str) or len(parent) < 16:
+        raise AnsibleFilterError("derived_secret: the parent secret must be a string of at least 16 characters")
+    if not purpose:
+        raise AnsibleFilterError("derived_secret: a purpose is required")
+    return hmac.new(parent.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def alertmanager_urls(monitors: Iterable[str], hostvars: Mapping[str, Any]) -> list[str]:
+    """The Alertmanager API (/api/v2/alerts) of each monitor host, at its private address."""
+    return [
+        f"http://{bracket_ipv6(private_address(hostvars, h))}:"
+        f"{int(offer(hostvars, h, 'prometheus_alertmanager_port'))}/api/v2/alerts"
+        for h in monitors
+    ]
+
+
+def _target(hostvars: Mapping[str, Any], host: str, port: Any) -> str:
+    return f"{bracket_ipv6(private_address(hostvars, host))}:{int(port)}"
+
+
+def prometheus_scrape_configs(
+    groups: Mapping[str, list[str]], hostvars: Mapping[str, Any], monitor: str
+) -> list[dict[str, Any]]:
+    """Every scrape job the inventory implies, each target labelled with its
+    inventory host (`host`) and group (`group`; node_exporter's: every group of
+    the host, comma-separated). Ports are what each host's roles offer."""
+    jobs: list[dict[str, Any]] = []
+
+    def hosts(group: str) -> list[str]:
+        return sorted(set(groups.get(group, [])))
+
+    def job(name: str, targets: list[dict[str, Any]], **extra: Any) -> None:
+        if targets:
+            jobs.append({"job_name": name, **extra, "static_configs": targets})
+
+    def exporter(name: str, group: str, port_var: str) -> None:
+        job(
+            name,
+            [
+                {"targets": [_target(hostvars, h, offer(hostvars, h, port_var))], "labels": {"host": h, "group": group}}
+                for h in hosts(group)
+            ],
+        )
+
+    job(
+        "node",
+        [
+            {
+                "targets": [_target(hostvars, h, offer(hostvars, h, "exporters_node_port"))],
+                "labels": {"host": h, "group": ",".join(sorted(hostvars[h].get("group_names", [])))},
+            }
+            for h in hosts("all") or sorted({h for members in groups.values() for h in members})
+        ],
+    )
+    exporter("postgres", "db", "exporters_postgres_port")
+    exporter("pgbouncer", "db", "exporters_pgbouncer_port")
+    exporter("nginx", "lb", "exporters_nginx_port")
+    # One Redis exporter per cache host scrapes each local instance (/scrape?target=).
+    job(
+        "redis",
+        [
+            {
+                "targets": [_target(hostvars, h, offer(hostvars, h, "exporters_redis_port"))],
+                "labels": {
+                    "host": h,
+                    "group": "cache",
+                    "redis_instance": str(instance["name"]),
+                    "instance": f"{h}:{int(instance['port'])}",
+                    "__param_target": f"redis://127.0.0.1:{int(instance['port'])}",
+                },
+            }
+            for h in hosts("cache")
+            for instance in offer(hostvars, h, "redis_instances")
+        ],
+        metrics_path="/scrape",
+    )
+    job(
+        "platform-api",
+        [
+            {
+                "targets": [_target(hostvars, h, port)],
+                "labels": {"host": h, "group": "app", "unit": f"platform-api@{int(port)}"},
+            }
+            for h in hosts("app")
+            for port in offer(hostvars, h, "app_ports")
+        ],
+    )
+    job(
+        "prometheus",
+        [
+            {
+                "targets": [_target(hostvars, monitor, offer(hostvars, monitor, "prometheus_port"))],
+                "labels": {"host": monitor, "group": "monitor"},
+            }
+        ],
+    )
+    job(
+        "alertmanager",
+        [
+            {
+                "targets": [_target(hostvars, monitor, offer(hostvars, monitor, "prometheus_alertmanager_port"))],
+                "labels": {"host": monitor, "group": "monitor"},
+            }
+        ],
+    )
+    return jobs
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
         return {
+            "alertmanager_urls": alertmanager_urls,
             "bracket_ipv6": bracket_ipv6,
+            "derived_secret": derived_secret,
             "firewall_rules": firewall_rules,
             "firewall_cidrs": firewall_cidrs,
+            "prometheus_scrape_configs": prometheus_scrape_configs,
             "firewall_declarations": firewall_declarations,
             "group_addresses": group_addresses,
             "offer": offer,
