@@ -53,8 +53,15 @@ def wait_for(what: str, check, timeout: float, every: float = 1.0):
 def test_exporters_run_sandboxed_and_not_as_a_superuser(host, group_names):
     """Each exporter of the host's groups is active and enabled, runs as `prometheus`
     (Debian runs the PgBouncer one as postgres), and has the sandbox drop-in."""
+    debian12 = host.system_info.release.startswith("12")
+    if debian12 and "db" in group_names:
+        # Debian 12's PgBouncer exporter cannot read PgBouncer 1.18: a timer writes its series.
+        assert host.service("platform-pgbouncer-metrics.timer").is_running
+        assert host.file("/var/lib/platform-metrics/pgbouncer.prom").contains("pgbouncer_up 1")
     for name, group in EXPORTERS.items():
         if group != "all" and group not in group_names:
+            continue
+        if name == "pgbouncer" and debian12:
             continue
         unit = f"prometheus-{name}-exporter.service"
         assert host.service(unit).is_running, unit
@@ -93,7 +100,9 @@ def test_every_target_of_the_inventory_is_scraped_and_up(host, monitor, inventor
     hosts = [h for h, v in inventory.items() if v.get("group_names")]
     in_group = {g: [h for h in hosts if g in inventory[h]["group_names"]] for g in ("db", "cache", "lb", "app")}
     assert jobs["node"] == len(hosts)
-    assert jobs["postgres"] == jobs["pgbouncer"] == len(in_group["db"])
+    assert jobs["postgres"] == len(in_group["db"])
+    debian13_db = [h for h in in_group["db"] if not host.system_info.release.startswith("12")]
+    assert jobs.get("pgbouncer", 0) == len(debian13_db)
     assert jobs["redis"] == 2 * len(in_group["cache"])  # cache and realtime
     assert jobs["nginx"] == len(in_group["lb"])
     assert jobs["platform-api"] >= len(in_group["app"])

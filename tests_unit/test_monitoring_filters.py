@@ -85,6 +85,14 @@ def test_each_redis_instance_is_its_own_target_through_the_local_exporter():
     assert configs["realtime"]["labels"]["instance"] == "cache1:6380"
 
 
+def test_debian_12_db_hosts_have_no_pgbouncer_target():
+    """Their PgBouncer series come through node_exporter's textfile collector."""
+    hostvars = {**HOSTVARS, "db1": {**HOSTVARS["db1"], "ansible_facts": {"distribution_major_version": "12"}}}
+    jobs = {j["job_name"] for j in network.prometheus_scrape_configs(GROUPS, hostvars, "mon1")}
+    assert "pgbouncer" not in jobs
+    assert "postgres" in jobs
+
+
 def test_an_empty_tier_adds_no_job():
     groups = {"all": ["mon1"], "monitor": ["mon1"]}
     jobs = {j["job_name"] for j in network.prometheus_scrape_configs(groups, HOSTVARS, "mon1")}

@@ -370,7 +370,19 @@ def prometheus_scrape_configs(
         ],
     )
     exporter("postgres", "db", "exporters_postgres_port")
-    exporter("pgbouncer", "db", "exporters_pgbouncer_port")
+    # Debian 12's PgBouncer exporter cannot run (roles/exporters/vars/main.yml): its
+    # series come from the textfile directory there, through node_exporter.
+    job(
+        "pgbouncer",
+        [
+            {
+                "targets": [_target(hostvars, h, offer(hostvars, h, "exporters_pgbouncer_port"))],
+                "labels": {"host": h, "group": "db"},
+            }
+            for h in hosts("db")
+            if int(_get(hostvars[h], "ansible_facts", {}).get("distribution_major_version", 13)) >= 13
+        ],
+    )
     exporter("nginx", "lb", "exporters_nginx_port")
     # One Redis exporter per cache host scrapes each local instance (/scrape?target=).
     job(
