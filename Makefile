@@ -13,6 +13,11 @@ DISTROS ?= $(SUPPORTED_DISTROS)
 SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 # The five-host `cluster` scenario runs on these distros only (CI's time budget).
 CLUSTER_DISTROS ?= debian13
+# Scenarios run in two lanes side by side (scripts/molecule-lanes.sh): lane 1
+# takes LANE1_SCENARIOS, lane 2 the rest; a scenario is never in both at once.
+# MOLECULE_LANES=1 runs everything in a row.
+MOLECULE_LANES ?= 2
+LANE1_SCENARIOS ?= cluster ssh
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -95,15 +100,9 @@ app-test: app-venv ## The app's tests, against real PostgreSQL, PgBouncer and Re
 bench: app-venv ## Benchmarks (print figures; not tests)
 	$(APP_BIN)/python bench/app_health.py
 
-molecule: check-distro venv docker ## molecule test, every scenario on every distro
-	@mkdir -p .cache; for d in $(DISTROS); do for s in $(SCENARIOS); do \
-	  if [ "$$s" = cluster ] && ! echo " $(CLUSTER_DISTROS) " | grep -q " $$d "; then \
-	    echo "==> cluster on $$d skipped (CLUSTER_DISTROS=$(CLUSTER_DISTROS))"; continue; fi; \
-	  echo "==> molecule test -s $$s on $$d"; start=$$(date +%s); \
-	  MOLECULE_DISTRO=$$d molecule test -s $$s; \
-	  echo "==> $$s on $$d passed in $$(( $$(date +%s) - start ))s"; \
-	  echo "  molecule $$s/$$d $$(( $$(date +%s) - start ))s" >> .cache/test-times; \
-	done; done
+molecule: check-distro venv docker images ## molecule test, every scenario on every distro, in MOLECULE_LANES lanes
+	@mkdir -p .cache; DISTROS="$(DISTROS)" SCENARIOS="$(SCENARIOS)" CLUSTER_DISTROS="$(CLUSTER_DISTROS)" \
+	  MOLECULE_LANES="$(MOLECULE_LANES)" LANE1_SCENARIOS="$(LANE1_SCENARIOS)" scripts/molecule-lanes.sh
 
 test: ## Everything CI runs (lint, unit, rules, app-test, molecule), with each stage's time
 	@mkdir -p .cache && : > .cache/test-times
