@@ -28,15 +28,44 @@ def monitor(group_names):
         pytest.skip("not a monitor host")
 
 
-def api(host, port: int, path: str) -> dict | list:
-    return json.loads(host.check_output(f"curl -sf --max-time 10 'http://127.0.0.1:{port}{path}'"))
+class Web:
+    """curl on the monitor host against its Prometheus (9090) and Alertmanager (9093),
+    over HTTPS and with the admin's password when the inventory asks for them."""
+
+    def __init__(self, host, hostvars: dict):
+        self.host = host
+        self.tls = bool(hostvars.get("prometheus_web_tls"))
+        self.scheme = "https" if self.tls else "http"
+        self.cacert = "--cacert /etc/platform-tls/ca.crt" if self.tls else ""
+        self.password = secret("prometheus_web_admin") if hostvars.get("prometheus_web_admin_password") else ""
+        self.user = hostvars.get("prometheus_web_admin_user", "admin")
+
+    def curl(self, port: int, path: str, *, auth: str | None = None, extra: str = ""):
+        """The raw curl run; auth None: the admin's (when set), "": none, else 'user:password'."""
+        auth = (f"{self.user}:{self.password}" if self.password else "") if auth is None else auth
+        user = f"-u {shlex.quote(auth)}" if auth else ""
+        url = shlex.quote(f"{self.scheme}://127.0.0.1:{port}{path}")
+        return self.host.run(f"curl -s --max-time 10 {self.cacert} {user} {extra} -w '\\n%{{http_code}}' {url}")
+
+    def get(self, port: int, path: str, extra: str = "") -> dict | list:
+        out = self.curl(port, path, extra=extra)
+        body, _, code = out.stdout.rpartition("\n")
+        assert out.rc == 0, f"{port}{path}: curl rc {out.rc}: {out.stderr}"
+        assert code == "200", f"{port}{path}: HTTP {code}"
+        return json.loads(body)
 
 
-def query(host, expr: str) -> list[dict]:
-    out = host.check_output(
-        f"curl -sf --max-time 10 http://127.0.0.1:9090/api/v1/query --data-urlencode {shlex.quote('query=' + expr)}"
-    )
-    return json.loads(out)["data"]["result"]
+@pytest.fixture(scope="module")
+def web(host, hostvars) -> Web:
+    return Web(host, hostvars)
+
+
+def api(web: Web, port: int, path: str) -> dict | list:
+    return web.get(port, path)
+
+
+def query(web: Web, expr: str) -> list[dict]:
+    return web.get(9090, "/api/v1/query", extra=f"--data-urlencode {shlex.quote('query=' + expr)}")["data"]["result"]
 
 
 def wait_for(what: str, check, timeout: float, every: float = 1.0):
@@ -75,12 +104,12 @@ def test_exporters_run_sandboxed_and_not_as_a_superuser(host, group_names):
         assert "CapabilityBoundingSet=\n" in props + "\n", props
 
 
-def test_every_target_of_the_inventory_is_scraped_and_up(host, monitor, inventory):
+def test_every_target_of_the_inventory_is_scraped_and_up(host, web, monitor, inventory):
     """Prometheus' targets are the inventory's: node on every host, the tiers' exporters, each
     API instance, itself and Alertmanager; all up, labelled with their host and group."""
 
     def all_up():
-        targets = api(host, 9090, "/api/v1/targets?state=active")["data"]["activeTargets"]
+        targets = api(web, 9090, "/api/v1/targets?state=active")["data"]["activeTargets"]
         return targets if targets and all(t["health"] == "up" for t in targets) else None
 
     try:
@@ -88,7 +117,7 @@ def test_every_target_of_the_inventory_is_scraped_and_up(host, monitor, inventor
     finally:
         down = [
             (t["labels"].get("job"), t["scrapeUrl"], t["lastError"])
-            for t in api(host, 9090, "/api/v1/targets?state=active")["data"]["activeTargets"]
+            for t in api(web, 9090, "/api/v1/targets?state=active")["data"]["activeTargets"]
             if t["health"] != "up"
         ]
         print(f"targets down: {down}")
@@ -110,7 +139,44 @@ def test_every_target_of_the_inventory_is_scraped_and_up(host, monitor, inventor
     print(f"targets up: {dict(sorted(jobs.items()))}")
 
 
-def test_exporters_see_what_the_alerts_read(host, monitor):
+def test_prometheus_and_alertmanager_ask_for_tls_and_a_password(host, web, monitor):
+    """With prometheus_web_tls and an admin password (the default scenario sets both): plain
+    HTTP and TLS 1.1 get no answer, no or a wrong password gets 401, the admin gets in on both,
+    platform-alert's sender user only on Alertmanager; Prometheus scrapes itself and
+    Alertmanager over HTTPS with its own user; the host holds bcrypt verifiers, never a password."""
+    if not (web.tls and web.password):
+        pytest.skip("this inventory does not ask for the web servers' TLS and basic auth")
+    senders = json.loads(host.check_output("cat /etc/platform-alert.json"))
+    sender = next(s for s in senders if s.get("user"))
+    for port in (9090, 9093):
+        plain = host.run(f"curl -s --max-time 5 -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/-/ready")
+        assert plain.stdout != "200", f"{port} answers plain HTTP"
+        old_tls = web.curl(port, "/-/ready", extra="--tls-max 1.1")
+        assert old_tls.rc != 0, f"{port} accepted TLS 1.1"
+        for auth in ("", f"{web.user}:wrong-{web.password}", f"nobody:{web.password}"):
+            assert web.curl(port, "/-/ready", auth=auth).stdout.endswith("401"), (port, auth.split(":")[0])
+        assert web.curl(port, "/-/ready").stdout.endswith("200"), port
+    assert web.curl(9093, "/-/ready", auth=f"{sender['user']}:{sender['password']}").stdout.endswith("200")
+    assert web.curl(9090, "/-/ready", auth=f"{sender['user']}:{sender['password']}").stdout.endswith("401")
+    targets = api(web, 9090, "/api/v1/targets?state=active")["data"]["activeTargets"]
+    own = [t for t in targets if t["labels"]["job"] in ("prometheus", "alertmanager")]
+    assert len(own) == 2, own
+    assert all(t["scrapeUrl"].startswith("https://") for t in own), own
+    assert all(t["health"] == "up" for t in own), own
+    for path in ("/etc/prometheus/web.yml", "/etc/prometheus/alertmanager-web.yml"):
+        config = host.file(path)
+        assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640), path
+        assert "$2b$10$" in config.content_string, path
+    found = host.run(f"grep -rlF -- {shlex.quote(web.password)} /etc /var/lib/prometheus")
+    assert found.rc == 1, f"the admin password is stored on the host: {found.stdout}"
+    key = host.file("/etc/prometheus/tls/server.key")
+    assert (key.user, key.group, key.mode) == ("root", "prometheus", 0o640)
+    alert_file = host.file("/etc/platform-alert.json")
+    assert (alert_file.user, alert_file.group, alert_file.mode) == ("root", "platform-metrics", 0o640)
+    print(f"web: HTTPS (TLS >= 1.2) and basic auth on 9090 and 9093; {len(own)} own targets over HTTPS")
+
+
+def test_exporters_see_what_the_alerts_read(host, web, monitor):
     """The series the alert rules name exist: PostgreSQL, PgBouncer, both Redis instances,
     nginx, the health check and certificates (textfile), backups (textfile), unit restarts."""
     host.check_output("systemctl start platform-api-probe@health.service")
@@ -131,7 +197,7 @@ def test_exporters_see_what_the_alerts_read(host, monitor):
     missing = []
     for expr in expected:
         try:
-            wait_for(expr, lambda e=expr: query(host, e), timeout=30)
+            wait_for(expr, lambda e=expr: query(web, e), timeout=30)
         except pytest.fail.Exception:
             missing.append(expr)
     assert not missing, f"no series for: {missing}"
@@ -236,7 +302,7 @@ def notified(notifications, status: str, **labels: str) -> list[dict]:
     ]
 
 
-def test_redis_realtime_down_fires_an_alert_that_resolves(host, webhook):
+def test_redis_realtime_down_fires_an_alert_that_resolves(host, web, webhook):
     """Stop Redis realtime: RedisDown fires in Alertmanager within its (test-shortened) `for:`
     plus a scrape and an evaluation; start it: the alert resolves. The webhook receiver
     (the scenario's prometheus_alertmanager_webhook_url) got both notifications."""
@@ -244,7 +310,7 @@ def test_redis_realtime_down_fires_an_alert_that_resolves(host, webhook):
     def alerts(state: str) -> list[dict]:
         return [
             a
-            for a in api(host, 9093, "/api/v2/alerts?filter=alertname%3D%22RedisDown%22")
+            for a in api(web, 9093, "/api/v2/alerts?filter=alertname%3D%22RedisDown%22")
             if a["labels"].get("redis_instance") == "realtime" and a["status"]["state"] == state
         ]
 
@@ -270,7 +336,7 @@ def test_redis_realtime_down_fires_an_alert_that_resolves(host, webhook):
         host.run("systemctl start redis-server@realtime")
 
 
-def test_timer_alerts_take_the_same_path(host, webhook):
+def test_timer_alerts_take_the_same_path(host, web, webhook):
     """The timers' alert command (platform-alert, the health check's and the backups') posts to
     Alertmanager: the alert is active there, the webhook got it, and the journal has it too."""
     # A source of its own: an alert with the labels of one already firing is not notified again.
@@ -282,7 +348,7 @@ def test_timer_alerts_take_the_same_path(host, webhook):
         "PlatformAlert active in Alertmanager",
         lambda: [
             a
-            for a in api(host, 9093, "/api/v2/alerts?filter=alertname%3D%22PlatformAlert%22")
+            for a in api(web, 9093, "/api/v2/alerts?filter=alertname%3D%22PlatformAlert%22")
             if mark in a["annotations"].get("summary", "")
         ],
         timeout=30,

@@ -154,3 +154,40 @@ def test_scram_verifier_matches_postgresql_s_format_and_is_stable():
     assert hashlib.sha256(client_key).digest() == stored
     assert hmac.new(salted, b"Server Key", hashlib.sha256).digest() == server
     assert verifier.startswith("SCRAM-SHA-256$4096:")
+
+
+def test_bcrypt_verifier_checks_its_password_and_is_stable_per_user():
+    import bcrypt
+
+    first = secrets.bcrypt_hash("a-long-admin-password", "admin")
+    assert first.startswith("$2b$10$")
+    assert len(first) == 60
+    assert first == secrets.bcrypt_hash("a-long-admin-password", "admin")  # idempotent file
+    assert bcrypt.checkpw(b"a-long-admin-password", first.encode())
+    assert not bcrypt.checkpw(b"a-long-admin-passworD", first.encode())
+    other = secrets.bcrypt_hash("a-long-admin-password", "prometheus")
+    assert other[7:29] != first[7:29]  # another user, another salt
+    assert secrets.bcrypt_hash("x" * 20, "admin", 4).startswith("$2b$04$")
+    for password, user, cost in (("", "admin", 10), ("x" * 73, "admin", 10), ("x" * 20, "", 10), ("x" * 20, "a", 3)):
+        with pytest.raises(AnsibleFilterError):
+            secrets.bcrypt_hash(password, user, cost)
+
+
+def test_own_jobs_and_alert_senders_follow_the_monitor_s_web_settings():
+    auth = {"username": "prometheus", "password_file": "/etc/prometheus/self.password"}
+    client = {"scheme": "https", "basic_auth": auth}
+    jobs = {j["job_name"]: j for j in network.prometheus_scrape_configs(GROUPS, HOSTVARS, "mon1", client)}
+    for name in ("prometheus", "alertmanager"):
+        assert jobs[name]["scheme"] == "https"
+        assert jobs[name]["basic_auth"] == auth
+    assert all("scheme" not in jobs[name] for name in ("node", "postgres", "platform-api"))
+
+    plain = network.alert_senders(["mon1"], HOSTVARS, "/etc/platform-tls/ca.crt")
+    assert plain == [{"url": "http://[2001:db8::5]:9093/api/v2/alerts"}]
+    web = {"prometheus_web_tls": True, "prometheus_web_admin_password": "p" * 24}
+    secured = {**HOSTVARS, "mon1": {**HOSTVARS["mon1"], **web}}
+    (sender,) = network.alert_senders(["mon1"], secured, "/etc/platform-tls/ca.crt")
+    assert sender["url"].startswith("https://[2001:db8::5]:9093/")
+    assert sender["user"] == "platform-alert"
+    assert sender["ca_file"] == "/etc/platform-tls/ca.crt"
+    assert sender["password"] == network.derived_secret("p" * 24, "alertmanager-sender") != "p" * 24

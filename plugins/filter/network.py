@@ -323,12 +323,33 @@ def derived_secret(parent: Any, purpose: str) -> str:
 
 
 def alertmanager_urls(monitors: Iterable[str], hostvars: Mapping[str, Any]) -> list[str]:
-    """The Alertmanager API (/api/v2/alerts) of each monitor host, at its private address."""
+    """The Alertmanager API (/api/v2/alerts) of each monitor host, at its private
+    address: https when that host's Alertmanager serves TLS (prometheus_web_tls)."""
     return [
-        f"http://{bracket_ipv6(private_address(hostvars, h))}:"
+        f"{'https' if offer(hostvars, h, 'prometheus_web_tls') else 'http'}://"
+        f"{bracket_ipv6(private_address(hostvars, h))}:"
         f"{int(offer(hostvars, h, 'prometheus_alertmanager_port'))}/api/v2/alerts"
         for h in monitors
     ]
+
+
+def alert_senders(monitors: Iterable[str], hostvars: Mapping[str, Any], ca_file: str = "") -> list[dict[str, str]]:
+    """What platform-alert needs for each monitor host's Alertmanager: the URL and,
+    when that Alertmanager asks for basic auth, the sender's user and password
+    (derived from the monitor's admin password, as the prometheus role derives
+    it); the CA file when it serves TLS."""
+    monitors = list(monitors)
+    senders = []
+    for h, url in zip(monitors, alertmanager_urls(monitors, hostvars), strict=True):
+        sender: dict[str, str] = {"url": url}
+        admin = offer(hostvars, h, "prometheus_web_admin_password")
+        if admin:
+            sender["user"] = str(offer(hostvars, h, "prometheus_web_sender_user"))
+            sender["password"] = derived_secret(admin, "alertmanager-sender")
+        if url.startswith("https:") and ca_file:
+            sender["ca_file"] = ca_file
+        senders.append(sender)
+    return senders
 
 
 def _target(hostvars: Mapping[str, Any], host: str, port: Any) -> str:
@@ -336,11 +357,16 @@ def _target(hostvars: Mapping[str, Any], host: str, port: Any) -> str:
 
 
 def prometheus_scrape_configs(
-    groups: Mapping[str, list[str]], hostvars: Mapping[str, Any], monitor: str
+    groups: Mapping[str, list[str]],
+    hostvars: Mapping[str, Any],
+    monitor: str,
+    self_client: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every scrape job the inventory implies, each target labelled with its
     inventory host (`host`) and group (`group`; node_exporter's: every group of
-    the host, comma-separated). Ports are what each host's roles offer."""
+    the host, comma-separated). Ports are what each host's roles offer.
+    `self_client` (scheme, tls_config, basic_auth) goes into the jobs that scrape
+    the monitor's own Prometheus and Alertmanager, when they ask for TLS/auth."""
     jobs: list[dict[str, Any]] = []
 
     def hosts(group: str) -> list[str]:
@@ -414,24 +440,17 @@ def prometheus_scrape_configs(
             for port in offer(hostvars, h, "app_ports")
         ],
     )
-    job(
-        "prometheus",
-        [
-            {
-                "targets": [_target(hostvars, monitor, offer(hostvars, monitor, "prometheus_port"))],
-                "labels": {"host": monitor, "group": "monitor"},
-            }
-        ],
-    )
-    job(
-        "alertmanager",
-        [
-            {
-                "targets": [_target(hostvars, monitor, offer(hostvars, monitor, "prometheus_alertmanager_port"))],
-                "labels": {"host": monitor, "group": "monitor"},
-            }
-        ],
-    )
+    for name, port_var in (("prometheus", "prometheus_port"), ("alertmanager", "prometheus_alertmanager_port")):
+        job(
+            name,
+            [
+                {
+                    "targets": [_target(hostvars, monitor, offer(hostvars, monitor, port_var))],
+                    "labels": {"host": monitor, "group": "monitor"},
+                }
+            ],
+            **dict(self_client or {}),
+        )
     return jobs
 
 
@@ -441,6 +460,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "alertmanager_urls": alertmanager_urls,
+            "alert_senders": alert_senders,
             "bracket_ipv6": bracket_ipv6,
             "derived_secret": derived_secret,
             "firewall_rules": firewall_rules,
