@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark the health procedures on gunicorn with wrk, against real services.
+"""Benchmark the API on gunicorn with wrk against real services, beside the
+original's shape (the Node/Fastify/tRPC anchor) in the same run.
 
 Starts PostgreSQL, PgBouncer and Redis from Debian's packages (the app test
-harness), migrates, runs gunicorn with 2 worker processes on loopback, then
-`wrk -t1 -c20 -d<seconds>s --latency` against liveness, check and metrics.
-Prints requests/s and p50/p99. Loopback only; every run ends by itself.
+harness), migrates, seeds two tenants (20 widgets each, a session of tenant A's
+owner), runs gunicorn with 2 worker processes on loopback and the anchor with 2
+cluster workers against the same PgBouncer, warms both, then for each procedure
+runs `wrk -t1 -c20 -d<seconds>s --latency` against ours and then theirs:
+liveness, check (no cache: a database and Redis round trip per call, the
+anchor's a database one) and widgets.list (the session cookie, one tenant's
+page under RLS). Prints requests/s and p50/p99 of both and the ratios, then
+ours alone for metrics and the check with its cache. Loopback only; every run
+ends by itself.
 
-    app/.venv/bin/python bench/app_health.py [--seconds 10] [--threads 4]
+    app/.venv/bin/python bench/app_health.py [--seconds 10] [--anchor DIR | --no-anchor]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,14 +33,19 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ANCHOR = ROOT.parent / "shared" / "anchors" / "node-trpc"
+TOKEN = "bench-session-token-" + "t" * 24
 sys.path.insert(0, str(ROOT / "app" / "tests"))
 
 import services as svc  # noqa: E402
 from platform_api.migrate import Roles, migrate  # noqa: E402
 
-ENDPOINTS = ["/trpc/health.liveness", "/trpc/health.check", "/trpc/health.metrics"]
+# Side by side: (label, path, cache TTL for ours); then ours alone.
+COMPARED = ["/trpc/health.liveness", "/trpc/health.check", "/trpc/widgets.list"]
+OURS_ONLY = ["/trpc/health.metrics", "/trpc/health.check"]
+# The guide's latency targets (ms) for the health procedures.
 TARGETS_MS = {"/trpc/health.liveness": 5, "/trpc/health.check": 20, "/trpc/health.metrics": 20}
-ORIGINAL = {"/trpc/health.liveness": 4000, "/trpc/health.check": 2100}
+COOKIE = f"Cookie: authjs.session-token={TOKEN}; __Secure-authjs.session-token={TOKEN}"
 
 
 def to_ms(text: str) -> float:
@@ -40,8 +54,9 @@ def to_ms(text: str) -> float:
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+    header = ["-H", COOKIE] if "widgets" in url else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *header, url],
         capture_output=True,
         text=True,
         check=True,
@@ -61,86 +76,183 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     }
 
 
+def seed(dsn: str) -> None:
+    """The anchor's seed.sql on our schema, as the app's role straight to PostgreSQL,
+    except the session row: our sessions table keeps sha256(token) in hex (auth_token_hash)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tenant_a = conn.execute("SELECT provision_tenant('Bench tenant A')").fetchone()[0]
+        tenant_b = conn.execute("SELECT provision_tenant('Bench tenant B')").fetchone()[0]
+        for tenant, prefix in ((tenant_b, "B"), (tenant_a, "A")):
+            conn.execute("SELECT set_config('app.current_tenant_id', %s, false)", (str(tenant),))
+            conn.execute(
+                "INSERT INTO widgets (tenant_id, name) SELECT %s, %s || g FROM generate_series(1, 20) g",
+                (tenant, f"{prefix} widget "),
+            )
+        user = conn.execute(
+            "INSERT INTO users (tenant_id, email, role, name) VALUES (%s, %s, 'owner', 'Bench owner') RETURNING id",
+            (tenant_a, f"owner-{tenant_a}@bench.test"),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO auth_sessions (session_token, user_id, expires) VALUES (%s, %s, now() + interval '30 days')",
+            (hashlib.sha256(TOKEN.encode()).hexdigest(), user),
+        )
+        conn.execute("SELECT set_config('app.current_tenant_id', '', false)")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{url} did not become ready:\n" + log.read_text())
+        time.sleep(0.2)
+
+
+def read_widgets(url: str) -> dict:
+    request = urllib.request.Request(url, headers=dict([COOKIE.split(": ", 1)]))  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())["result"]["data"]
+
+
+def anchor_dir(source: Path) -> Path:
+    """The anchor with its node_modules, installed once per package-lock.json (npm ci)."""
+    lock = (source / "package-lock.json").read_bytes()
+    target = ROOT / ".cache" / "node-anchor" / hashlib.sha256(lock).hexdigest()[:12]
+    if not (target / "node_modules").is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("node_modules"))
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=target, check=True, timeout=600)
+    return target
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def row(label: str, r: dict[str, float]) -> str:
+    return f"{label:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8d} {r['socket_errors']}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "1")))
-    parser.add_argument("--cache-ttl", type=float, default=1.0, help="HEALTH_CACHE_TTL (0: check every request)")
+    parser.add_argument("--cache-ttl", type=float, default=1.0, help="HEALTH_CACHE_TTL of the cached check")
+    parser.add_argument("--anchor", type=Path, default=ANCHOR, help="the Node/tRPC anchor's directory")
+    parser.add_argument("--no-anchor", action="store_true", help="ours only")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
+    with_anchor = not args.no_anchor
+    if with_anchor and not ((args.anchor / "server.mjs").is_file() and shutil.which("npm")):
+        print(f"bench: no anchor at {args.anchor} (or no npm): --no-anchor for ours only", file=sys.stderr)
+        return 2
 
     services = svc.start()
-    gunicorn = None
+    procs: dict[str, subprocess.Popen] = {}
     try:
         migrate(services.superuser_dsn(), Roles(), set_owner=True)
         services.start_pgbouncer(pool_size=20)
-        port = svc.free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
-            "APP_ENV": "production",
-            "DATABASE_URL": services.bouncer_dsn(),
-            "REDIS_URL": services.redis_url(),
-            "AUTH_SECRET": "bench-" + "k" * 40,
-            "PORT": str(port),
-            "WEB_CONCURRENCY": str(args.workers),
-            "GUNICORN_THREADS": str(args.threads),
-            "GUNICORN_ACCESSLOG": "",
-            "LOG_LEVEL": "WARNING",
-            "HEALTH_CACHE_TTL": str(args.cache_ttl),
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
-        }
-        log = open(services.root / "gunicorn.log", "w")  # noqa: SIM115 - lives as long as gunicorn
-        gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:platform_api.gunicorn_conf", "platform_api.wsgi:app"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=1) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or gunicorn.poll() is not None:
-                log_text = (services.root / "gunicorn.log").read_text()
-                raise RuntimeError("gunicorn did not become ready:\n" + log_text)
-            time.sleep(0.2)
-        for path in ENDPOINTS:  # warm-up
-            wrk(base + path, 2, args.connections)
+        seed(services.direct_dsn())
+
+        def start_ours(ttl: float) -> str:
+            port = svc.free_port()
+            env = {
+                **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+                "APP_ENV": "production",
+                "DATABASE_URL": services.bouncer_dsn(),
+                "REDIS_URL": services.redis_url(),
+                "AUTH_SECRET": "bench-" + "k" * 40,
+                "PORT": str(port),
+                "WEB_CONCURRENCY": str(args.workers),
+                "GUNICORN_THREADS": str(args.threads),
+                "GUNICORN_ACCESSLOG": "",
+                "LOG_LEVEL": "WARNING",
+                "HEALTH_CACHE_TTL": str(ttl),
+                "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
+            }
+            log = services.root / f"gunicorn-{port}.log"
+            procs[f"ours-{ttl}"] = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "python:platform_api.gunicorn_conf", "platform_api.wsgi:app"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log.open("w"),
+            )
+            wait_ready(f"http://127.0.0.1:{port}/readyz", procs[f"ours-{ttl}"], log)
+            return f"http://127.0.0.1:{port}"
+
+        ours = start_ours(0.0)
+        theirs = ""
+        if with_anchor:
+            directory = anchor_dir(args.anchor)
+            port = svc.free_port()
+            env = {
+                **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+                "NODE_ENV": "production",
+                "WORKERS": str(args.workers),
+                "PORT": str(port),
+                "DB_PREPARE": "0",
+                "DATABASE_URL": services.bouncer_dsn(),
+            }
+            log = services.root / "anchor.log"
+            procs["anchor"] = subprocess.Popen(
+                ["node", "server.mjs"], cwd=directory, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+            )
+            theirs = f"http://127.0.0.1:{port}"
+            wait_ready(theirs + "/trpc/health.liveness", procs["anchor"], log)
+        for base in filter(None, (ours, theirs)):  # both read tenant A's page, nothing of B's
+            page = read_widgets(base + "/trpc/widgets.list")
+            names = [w["name"] for w in page["widgets"]]
+            if page["total"] != 20 or not names or not all(n.startswith("A widget") for n in names):
+                raise RuntimeError(f"{base}: widgets.list did not answer tenant A's page: {page}")
+        for path in COMPARED:  # warm-up, both sides
+            for base in filter(None, (ours, theirs)):
+                wrk(base + path, 2, args.connections)
 
         print(
-            f"gunicorn: {args.workers} workers x {args.threads} threads, HEALTH_CACHE_TTL={args.cache_ttl}s; "
-            f"wrk -t1 -c{args.connections} -d{args.seconds}s; {os.cpu_count()} cores"
+            f"gunicorn: {args.workers} workers x {args.threads} threads; Node anchor: {args.workers} cluster workers; "
+            f"both through one PgBouncer; wrk -t1 -c{args.connections} -d{args.seconds}s; {os.cpu_count()} cores"
         )
-        print(f"{'endpoint':28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'target p99':>11} {'non-2xx':>8}")
-        for path in ENDPOINTS:
-            r = wrk(base + path, args.seconds, args.connections)
-            print(
-                f"{path:28} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {TARGETS_MS[path]:>9} ms "
-                f"{r['non2xx']:8d} {r['socket_errors']}"
-            )
-            if path in ORIGINAL:
+        head = f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+        print(head)
+        for path in COMPARED:
+            mine = wrk(ours + path, args.seconds, args.connections)
+            label = path + (" (no cache)" if path.endswith("check") else "")
+            target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
+            print(row(f"{label} ours", mine) + target)
+            if theirs:
+                node = wrk(theirs + path, args.seconds, args.connections)
+                print(row(f"{'':{len(path)}} Node", node))
                 print(
-                    f"{'':28} original Node/tRPC: {ORIGINAL[path]} req/s, p99 35-45 ms -> "
-                    f"{r['rps'] / ORIGINAL[path]:.2f}x"
+                    f"{'':{len(path)}} ours/Node: req/s {mine['rps'] / node['rps']:.2f}x, "
+                    f"p99 {mine['p99'] / node['p99']:.2f}x (aim: req/s >= 1.0x, p99 <= 1.0x)"
                 )
+        stop(procs.pop("ours-0.0"))
+        cached = start_ours(args.cache_ttl)
+        wrk(cached + OURS_ONLY[0], 2, args.connections)
+        for path in OURS_ONLY:
+            r = wrk(cached + path, args.seconds, args.connections)
+            print(row(f"{path} ours (cache {args.cache_ttl:g} s)", r) + f" target p99 {TARGETS_MS[path]} ms")
         return 0
     finally:
-        if gunicorn is not None:
-            gunicorn.send_signal(signal.SIGTERM)
-            try:
-                gunicorn.wait(20)
-            except subprocess.TimeoutExpired:
-                gunicorn.kill()
+        for proc in procs.values():
+            stop(proc)
         services.stop_all()
 
 
