@@ -333,6 +333,11 @@ def alertmanager_urls(monitors: Iterable[str], hostvars: Mapping[str, Any]) -> l
     ]
 
 
+def alert_sender_password(admin_password: str) -> str:
+    """platform-alert's password on a monitor's Alertmanager, derived from that monitor's admin password."""
+    return derived_secret(admin_password, "alertmanager-sender")
+
+
 def alert_senders(monitors: Iterable[str], hostvars: Mapping[str, Any], ca_file: str = "") -> list[dict[str, str]]:
     """What platform-alert needs for each monitor host's Alertmanager: the URL and,
     when that Alertmanager asks for basic auth, the sender's user and password
@@ -345,7 +350,7 @@ def alert_senders(monitors: Iterable[str], hostvars: Mapping[str, Any], ca_file:
         admin = offer(hostvars, h, "prometheus_web_admin_password")
         if admin:
             sender["user"] = str(offer(hostvars, h, "prometheus_web_sender_user"))
-            sender["password"] = derived_secret(admin, "alertmanager-sender")
+            sender["password"] = alert_sender_password(admin)
         if url.startswith("https:") and ca_file:
             sender["ca_file"] = ca_file
         senders.append(sender)
@@ -461,6 +466,7 @@ class FilterModule:
         return {
             "alertmanager_urls": alertmanager_urls,
             "alert_senders": alert_senders,
+            "alert_sender_password": alert_sender_password,
             "bracket_ipv6": bracket_ipv6,
             "derived_secret": derived_secret,
             "firewall_rules": firewall_rules,
