@@ -142,6 +142,38 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.kill()
 
 
+def profiled(directory: Path | None, master: subprocess.Popen, path: str, run):
+    """run() while py-spy samples the master's workers (waits included: where a request's time goes)."""
+    if directory is None:
+        return run()
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / (path.rsplit("/", 1)[-1] + ".txt")
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(master.pid),
+            "--subprocesses",
+            "--idle",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return run()
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+
+
 def row(label: str, r: dict[str, float]) -> str:
     return f"{label:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8d} {r['socket_errors']}"
 
@@ -155,6 +187,11 @@ def main() -> int:
     parser.add_argument("--cache-ttl", type=float, default=1.0, help="HEALTH_CACHE_TTL of the cached check")
     parser.add_argument("--anchor", type=Path, default=ANCHOR, help="the Node/tRPC anchor's directory")
     parser.add_argument("--no-anchor", action="store_true", help="ours only")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy records our workers during each of our runs: DIR/<procedure>.txt (collapsed stacks, idle incl.)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is missing: apt-get install wrk", file=sys.stderr)
@@ -232,7 +269,8 @@ def main() -> int:
         head = f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         print(head)
         for path in COMPARED:
-            mine = wrk(ours + path, args.seconds, args.connections)
+            run = lambda p=path: wrk(ours + p, args.seconds, args.connections)  # noqa: E731
+            mine = profiled(args.profile, procs["ours-0.0"], path, run)
             label = path + (" (no cache)" if path.endswith("check") else "")
             target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
             print(row(f"{label} ours", mine) + target)
