@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -51,6 +51,20 @@ SELECT to_regprocedure('public.get_current_tenant_id()') IS NOT NULL,
 def tenant_id_str(tenant_id: uuid.UUID | str) -> str:
     """The canonical text of a tenant id; ValueError when it is not a UUID."""
     return str(tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(str(tenant_id)))
+
+
+@contextmanager
+def _transaction(conn: psycopg.Connection) -> Iterator[None]:
+    """COMMIT the transaction the caller began (BEGIN sent by hand, in a pipeline with
+    its first statement) when the block succeeds, ROLLBACK when it raises. psycopg's
+    own transaction() would keep the connection in pipeline mode to the end."""
+    try:
+        yield
+    except BaseException:
+        with suppress(psycopg.Error):  # a broken connection: the pool discards it
+            conn.rollback()
+        raise
+    conn.commit()
 
 
 class Database:
@@ -109,9 +123,16 @@ class Database:
 
     @contextmanager
     def scoped_transaction(
-        self, settings: Mapping[str, str], *, timeout: float | None = None
+        self,
+        settings: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+        then: tuple[str, Any] | None = None,
     ) -> Iterator[psycopg.Cursor]:
-        """One transaction whose first statement sets the given app.* settings (transaction-local)."""
+        """One transaction whose first statement sets the given app.* settings (transaction-local).
+
+        `then` (query, params): a statement sent with BEGIN and the settings, whose
+        result the cursor holds on entry (see scoped_query)."""
         for name in settings:
             if not _SETTING_NAME.match(name):
                 raise ValueError(f"invalid setting name {name!r}")
@@ -120,7 +141,7 @@ class Database:
         values = [self.statement_timeout, self.lock_timeout, *scoped.values()]
         query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
         params = [p for pair in zip(names, values, strict=True) for p in pair]
-        stack, cur = self._begin(query, params, timeout)
+        stack, cur = self._begin(query, params, timeout, then)
         with stack:
             try:
                 yield cur
@@ -130,7 +151,17 @@ class Database:
                 raise
         self.update_pool_gauges()
 
-    def _begin(self, query: str, params: list[str], timeout: float | None) -> tuple[ExitStack, psycopg.Cursor]:
+    def scoped_query(
+        self, settings: Mapping[str, str], query: str, params: Any = (), *, timeout: float | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement in its own scoped transaction, in one round
+        trip: BEGIN, the settings, the statement and COMMIT go out together."""
+        with self.scoped_transaction(settings, timeout=timeout, then=(query, params)) as cur:
+            return cur.fetchall()
+
+    def _begin(
+        self, query: str, params: list[str], timeout: float | None, then: tuple[str, Any] | None = None
+    ) -> tuple[ExitStack, psycopg.Cursor]:
         """A connection, a transaction and a cursor whose first statement (the settings) has run.
 
         A pooled connection the server side closed while it sat idle (PgBouncer
@@ -143,10 +174,17 @@ class Database:
             stack = ExitStack()
             conn = stack.enter_context(self.pool.connection(timeout=timeout))
             try:
-                stack.enter_context(conn.transaction())
-                cur = stack.enter_context(conn.cursor())
                 start = time.perf_counter()
-                cur.execute(query, params)
+                stack.enter_context(_transaction(conn))
+                cur = stack.enter_context(conn.cursor())
+                # BEGIN and the settings in one round trip (pipeline mode), then back to
+                # normal mode: the caller's statements behave as usual (rowcount at once).
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    cur.execute(query, params)
+                    if then is not None:
+                        cur.execute(*then)
+                        conn.execute("COMMIT")
                 metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
             except psycopg.OperationalError:
                 broken = conn.broken or conn.closed

@@ -72,6 +72,17 @@ class Ctx:
         self.cur.execute(query, params)
         return self.cur.fetchall()
 
+    def all_and_one(
+        self, query: str, second: str, params: Mapping[str, Any] | Iterable[Any] = ()
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Both statements sent before either result is read: one round trip in pipeline mode."""
+        conn = self.cur.connection
+        with conn.cursor(row_factory=dict_row) as other:
+            with conn.pipeline():
+                self.cur.execute(query, params)
+                other.execute(second, params)
+            return self.cur.fetchall(), other.fetchone()
+
 
 def camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -100,8 +111,12 @@ def listing(
 ) -> dict[str, Any]:
     """One page of `table` under `where` (a fixed clause, values in args) and the filter's total."""
     params = {**args, "limit": p.limit, "offset": p.offset}
-    rows = ctx.all(f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s", params)
-    total = ctx.one(f"SELECT count(*) AS n FROM {table} {where}", params)["n"]
+    rows, count = ctx.all_and_one(
+        f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
+        f"SELECT count(*) AS n FROM {table} {where}",
+        params,
+    )
+    total = count["n"]
     return page(rows, total, p, key)
 
 
