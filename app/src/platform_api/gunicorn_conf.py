@@ -18,7 +18,9 @@ _port = os.environ.get("PORT", "3001")
 bind = os.environ.get("BIND", f"127.0.0.1:{_port}").split(",")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread" if threads > 1 else "sync"
+# Threads: gunicorn's gthread worker (keep-alive, so nginx reuses its upstream
+# connections), accepting only while a thread is free (gunicorn_worker.py).
+worker_class = "platform_api.gunicorn_worker.BalancedThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
