@@ -4,7 +4,7 @@ original's shape (the Node/Fastify/tRPC anchor) in the same run.
 
 Starts PostgreSQL, PgBouncer and Redis from Debian's packages (the app test
 harness), migrates, seeds two tenants (20 widgets each, a session of tenant A's
-owner), runs gunicorn with 2 worker processes on loopback and the anchor with 2
+owner), runs gunicorn with 2 worker processes (4 threads each, as the role deploys it) on loopback and the anchor with 2
 cluster workers against the same PgBouncer, warms both, then for each procedure
 runs `wrk -t1 -c20 -d<seconds>s --latency` against ours and then theirs:
 liveness, check (no cache: a database and Redis round trip per call, the
@@ -183,14 +183,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "1")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "4")))
     parser.add_argument("--cache-ttl", type=float, default=1.0, help="HEALTH_CACHE_TTL of the cached check")
     parser.add_argument("--anchor", type=Path, default=ANCHOR, help="the Node/tRPC anchor's directory")
     parser.add_argument("--no-anchor", action="store_true", help="ours only")
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy records our workers during each of our runs: DIR/<procedure>.txt (collapsed stacks, idle incl.)",
+        help="py-spy records our workers during each of our runs: DIR/<procedure>.txt (collapsed stacks)",
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
