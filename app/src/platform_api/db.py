@@ -185,7 +185,8 @@ class Database:
                     if then is not None:
                         cur.execute(*then)
                         conn.execute("COMMIT")
-                metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
+                if then is None:  # else the time is the statement's too
+                    metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
             except psycopg.OperationalError:
                 broken = conn.broken or conn.closed
                 if not stack.__exit__(*sys.exc_info()) and (attempt == 2 or not broken):
