@@ -56,6 +56,14 @@ def test_unattended_upgrades_active_for_security(host):
     assert "Debian-Security" in dry.stdout
 
 
+def test_no_security_update_is_left_waiting(host):
+    """The converge installed the security updates waiting for the image's packages (the image comes
+    from the main archive): apt, with the lists the converge fetched, has none left from Debian security."""
+    simulated = host.check_output("LC_ALL=C.UTF-8 apt-get --simulate -o Debug::NoLocking=true upgrade")
+    waiting = [line for line in simulated.splitlines() if line.startswith("Inst ") and "Debian-Security:" in line]
+    assert waiting == [], waiting
+
+
 def test_sysctl_file_holds_the_hardening_keys(host):
     """Every hardening key is in /etc/sysctl.d, for the host kernel to apply at boot."""
     conf = host.file("/etc/sysctl.d/90-platform-hardening.conf").content_string
