@@ -4,8 +4,9 @@ original's shape (the Node/Fastify/tRPC anchor) in the same run.
 
 Starts PostgreSQL, PgBouncer and Redis from Debian's packages (the app test
 harness), migrates, seeds two tenants (20 widgets each, a session of tenant A's
-owner), runs gunicorn with 2 worker processes (4 threads each, as the role deploys it) on loopback and the anchor with 2
-cluster workers against the same PgBouncer, warms both, then for each procedure
+owner), runs gunicorn with 2 worker processes (4 threads each, as the role
+deploys it) on loopback and the anchor with 2 cluster workers against the same
+PgBouncer, warms both, then for each procedure
 runs `wrk -t1 -c20 -d<seconds>s --latency` against ours and then theirs:
 liveness, check (no cache: a database and Redis round trip per call, the
 anchor's a database one) and widgets.list (the session cookie, one tenant's
