@@ -49,7 +49,13 @@ case "$cmd" in
       fi
     done
     set -- "${origins[@]}"
-    gateway=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
+    # The bridge's gateway: the network's IPAM config names it, except on some engine
+    # starts (seen with docker.io 20.10, Subnet only): then docker0's own address.
+    gateway=$(docker network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+    if [ -z "$gateway" ]; then
+      gateway=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{sub("/.*", "", $4); print $4; exit}')
+    fi
+    [ -n "$gateway" ] || { echo "test-oidc-provider: no address of Docker's bridge found" >&2; exit 1; }
     node_dir="$root/app/tests/node"
     if [ ! -d "$node_dir/node_modules/oidc-provider" ]; then
       command -v npm >/dev/null || { apt-get install -y -qq nodejs npm >/dev/null; }
