@@ -49,13 +49,36 @@ TARGETS_MS = {"/trpc/health.liveness": 5, "/trpc/health.check": 20, "/trpc/healt
 COOKIE = f"Cookie: authjs.session-token={TOKEN}; __Secure-authjs.session-token={TOKEN}"
 
 
+# Where a request's CPU goes (ms per request, both cores together).
+CPU_PROGRAMS = ("server", "postgres", "pgbouncer", "redis-server")
+
+
 def to_ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def cpu_by_program() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every live process, summed per program:
+    the servers (ours: gunicorn's python, theirs: node), postgres, pgbouncer, redis."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        program = "server" if name.startswith(("python", "gunicorn", "node")) else name.split(":")[0]
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+    """wrk's figures, and the CPU milliseconds per request each program spent meanwhile."""
     header = ["-H", COOKIE] if "widgets" in url else []
+    before = cpu_by_program()
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *header, url],
         capture_output=True,
@@ -63,6 +86,9 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
         check=True,
         timeout=seconds + 30,
     ).stdout
+    after = cpu_by_program()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu = {k: (after[k] - before.get(k, 0.0)) * 1000 / max(requests, 1) for k in after}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
@@ -74,6 +100,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
         "p99": p99,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errors.group(1) if errors else "",
+        "cpu": {k: v for k, v in cpu.items() if v >= 0.005 and k in CPU_PROGRAMS},
     }
 
 
@@ -143,8 +170,9 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.kill()
 
 
-def profiled(directory: Path | None, master: subprocess.Popen, path: str, run):
-    """run() while py-spy samples the master's workers (waits included: where a request's time goes)."""
+def profiled(directory: Path | None, master: subprocess.Popen, path: str, run, idle: bool = False):
+    """run() while py-spy samples the master's workers: on CPU only (where the cores go, what
+    decides req/s on a saturated machine), or with waits too (idle: where a request's time goes)."""
     if directory is None:
         return run()
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,7 +184,7 @@ def profiled(directory: Path | None, master: subprocess.Popen, path: str, run):
             "--pid",
             str(master.pid),
             "--subprocesses",
-            "--idle",
+            *(["--idle"] if idle else []),
             "--rate",
             "250",
             "--format",
@@ -175,8 +203,12 @@ def profiled(directory: Path | None, master: subprocess.Popen, path: str, run):
         spy.wait(30)
 
 
-def row(label: str, r: dict[str, float]) -> str:
-    return f"{label:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8d} {r['socket_errors']}"
+def row(label: str, r: dict) -> str:
+    cpu = " ".join(f"{k} {r['cpu'][k]:.3f}" for k in CPU_PROGRAMS if k in r["cpu"])
+    return (
+        f"{label:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8d}"
+        f"  cpu ms/req: {cpu} {r['socket_errors']}"
+    )
 
 
 def main() -> int:
@@ -193,6 +225,7 @@ def main() -> int:
         type=Path,
         help="py-spy records our workers during each of our runs: DIR/<procedure>.txt (collapsed stacks)",
     )
+    parser.add_argument("--profile-idle", action="store_true", help="the profile counts waits too, not only CPU")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("bench: wrk is missing: apt-get install wrk", file=sys.stderr)
@@ -271,7 +304,7 @@ def main() -> int:
         print(head)
         for path in COMPARED:
             run = lambda p=path: wrk(ours + p, args.seconds, args.connections)  # noqa: E731
-            mine = profiled(args.profile, procs["ours-0.0"], path, run)
+            mine = profiled(args.profile, procs["ours-0.0"], path, run, args.profile_idle)
             label = path + (" (no cache)" if path.endswith("check") else "")
             target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
             print(row(f"{label} ours", mine) + target)
