@@ -15,8 +15,8 @@ SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/m
 CLUSTER_DISTROS ?= debian13
 # MOLECULE_LANES=2 runs the scenarios in two lanes side by side
 # (scripts/molecule-lanes.sh): lane 1 takes LANE1_SCENARIOS, lane 2 the rest; a
-# scenario is never in both at once. On 2 cores it bought little (acme took
-# 503 s beside cluster instead of 257 s alone), so CI runs them in a row.
+# scenario is never in both at once. On 2 cores it bought little (a one-host
+# scenario took 503 s beside cluster instead of 257 s alone), so CI runs them in a row.
 MOLECULE_LANES ?= 1
 LANE1_SCENARIOS ?= cluster ssh
 

@@ -1,5 +1,7 @@
 """Role common: what a base host must have and do."""
 
+import re
+import subprocess
 import uuid
 
 import pytest
@@ -88,3 +90,50 @@ def test_chrony_configured(host):
     virt = host.run("systemd-detect-virt --container").stdout.strip()
     if virt in ("", "none"):
         assert host.service("chrony").is_running
+
+
+SSHD_EXPECTED = {
+    "permitrootlogin": "no",
+    "passwordauthentication": "no",
+    "kbdinteractiveauthentication": "no",
+    "x11forwarding": "no",
+    "allowtcpforwarding": "no",
+    "allowagentforwarding": "no",
+    "maxauthtries": "3",
+    "maxsessions": "2",
+    "loglevel": "VERBOSE",
+}
+
+
+def test_sshd_takes_keys_only_where_the_host_runs_one(host, host_ip):
+    """Where the host runs sshd (the ssh scenario; this test reaches it over SSH as the sudo user,
+    after the reload): sshd's effective settings have no root login, no passwords, no forwarding,
+    3 tries; a client offered every method is told `publickey` only."""
+    if not host.file("/usr/sbin/sshd").exists:
+        pytest.skip("no sshd on this host (the role installs none)")
+    assert "PasswordAuthentication no" in host.file("/etc/ssh/sshd_config.d/10-platform.conf").content_string
+    effective = dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines() if " " in line)
+    assert {k: effective.get(k) for k in SSHD_EXPECTED} == SSHD_EXPECTED
+    attempt = subprocess.run(
+        [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "PreferredAuthentications=none",
+            "-o",
+            "ConnectTimeout=5",
+            f"root@{host_ip}",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert attempt.returncode == 255, attempt
+    assert re.search(r"Permission denied \(publickey\)", attempt.stderr), attempt.stderr
