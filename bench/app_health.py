@@ -58,27 +58,42 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def cpu_by_program() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by every live process, summed per program:
-    the servers (ours: gunicorn's python, theirs: node), postgres, pgbouncer, redis."""
+def cpu_by_program(server: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by live processes, summed per program: "server"
+    is the process tree of the server under test (its pid: gunicorn's master and workers, or the
+    anchor's node cluster), then postgres, pgbouncer and redis-server by name."""
     tick = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = {}
+    parent: dict[int, int] = {}
+    used: dict[int, tuple[str, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
         fields = text[text.rindex(")") + 2 :].split()
-        program = "server" if name.startswith(("python", "gunicorn", "node")) else name.split(":")[0]
-        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        used[pid] = (text[text.index("(") + 1 : text.rindex(")")], (int(fields[11]) + int(fields[12])) / tick)
+
+    def in_server(pid: int) -> bool:
+        while server is not None and pid > 1:
+            if pid == server:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    totals: dict[str, float] = {}
+    for pid, (name, seconds) in used.items():
+        program = "server" if in_server(pid) else name.split(":")[0]
+        totals[program] = totals.get(program, 0.0) + seconds
     return totals
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
-    """wrk's figures, and the CPU milliseconds per request each program spent meanwhile."""
+def wrk(url: str, seconds: int, connections: int, server: int | None = None) -> dict:
+    """wrk's figures, and the CPU milliseconds per request each program spent meanwhile
+    (server: the pid whose process tree serves the url)."""
     header = ["-H", COOKIE] if "widgets" in url else []
-    before = cpu_by_program()
+    before = cpu_by_program(server)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *header, url],
         capture_output=True,
@@ -86,7 +101,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
         check=True,
         timeout=seconds + 30,
     ).stdout
-    after = cpu_by_program()
+    after = cpu_by_program(server)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     cpu = {k: (after[k] - before.get(k, 0.0)) * 1000 / max(requests, 1) for k in after}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -303,13 +318,13 @@ def main() -> int:
         head = f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         print(head)
         for path in COMPARED:
-            run = lambda p=path: wrk(ours + p, args.seconds, args.connections)  # noqa: E731
+            run = lambda p=path: wrk(ours + p, args.seconds, args.connections, procs["ours-0.0"].pid)  # noqa: E731
             mine = profiled(args.profile, procs["ours-0.0"], path, run, args.profile_idle)
             label = path + (" (no cache)" if path.endswith("check") else "")
             target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
             print(row(f"{label} ours", mine) + target)
             if theirs:
-                node = wrk(theirs + path, args.seconds, args.connections)
+                node = wrk(theirs + path, args.seconds, args.connections, procs["anchor"].pid)
                 print(row(f"{'':{len(path)}} Node", node))
                 print(
                     f"{'':{len(path)}} ours/Node: req/s {mine['rps'] / node['rps']:.2f}x, "
@@ -319,7 +334,7 @@ def main() -> int:
         cached = start_ours(args.cache_ttl)
         wrk(cached + OURS_ONLY[0], 2, args.connections)
         for path in OURS_ONLY:
-            r = wrk(cached + path, args.seconds, args.connections)
+            r = wrk(cached + path, args.seconds, args.connections, procs[f"ours-{args.cache_ttl}"].pid)
             print(row(f"{path} ours (cache {args.cache_ttl:g} s)", r) + f" target p99 {TARGETS_MS[path]} ms")
         return 0
     finally:
