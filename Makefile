@@ -13,12 +13,12 @@ DISTROS ?= $(SUPPORTED_DISTROS)
 SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 # The five-host `cluster` scenario runs on these distros only (CI's time budget).
 CLUSTER_DISTROS ?= debian13
-# MOLECULE_LANES=2 runs the scenarios in two lanes side by side
-# (scripts/molecule-lanes.sh): lane 1 takes LANE1_SCENARIOS, lane 2 the rest; a
-# scenario is never in both at once. On 2 cores it bought little (a one-host
-# scenario took 503 s beside cluster instead of 257 s alone), so CI runs them in a row.
-MOLECULE_LANES ?= 1
-LANE1_SCENARIOS ?= cluster ssh
+# MOLECULE_LANES=2 (scripts/molecule-lanes.sh): SOLO_SCENARIOS first, one at a time, then
+# the other scenarios in two lanes side by side, one per distro. A one-host scenario keeps
+# about one core busy, so two share 2 cores; the six-host cluster beside anything doubled
+# both (a one-host scenario: 503 s beside it, 257 s alone). MOLECULE_LANES=1: all in a row.
+MOLECULE_LANES ?= 2
+SOLO_SCENARIOS ?= cluster
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -103,7 +103,7 @@ bench: app-venv ## Benchmarks (print figures; not tests)
 
 molecule: check-distro venv docker images ## molecule test, every scenario on every distro, in MOLECULE_LANES lanes
 	@mkdir -p .cache; DISTROS="$(DISTROS)" SCENARIOS="$(SCENARIOS)" CLUSTER_DISTROS="$(CLUSTER_DISTROS)" \
-	  MOLECULE_LANES="$(MOLECULE_LANES)" LANE1_SCENARIOS="$(LANE1_SCENARIOS)" scripts/molecule-lanes.sh
+	  MOLECULE_LANES="$(MOLECULE_LANES)" SOLO_SCENARIOS="$(SOLO_SCENARIOS)" scripts/molecule-lanes.sh
 
 test: venv docker ## Everything CI runs (lint, unit, rules, app-test, molecule), with each stage's time
 	@mkdir -p .cache && : > .cache/test-times

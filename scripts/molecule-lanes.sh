@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# molecule test of every scenario on every distro, in MOLECULE_LANES lanes that
-# run side by side (each lane one scenario at a time). A scenario always runs in
-# one lane only, so two runs never share its ephemeral directory or its hosts.
+# molecule test of every scenario on every distro.
 #   DISTROS, SCENARIOS, CLUSTER_DISTROS   what to run (the Makefile's variables)
 #   MOLECULE_LANES=1                      everything in a row
-#   LANE1_SCENARIOS                       the scenarios of lane 1 (the rest: lane 2)
-# Each line is prefixed with its lane; per-run times go to .cache/test-times.
+#   MOLECULE_LANES=2                      SOLO_SCENARIOS first, one at a time; then every other
+#                                         scenario in two lanes side by side, split by distro:
+#                                         lane 1 the first of DISTROS, lane 2 the rest
+#   SOLO_SCENARIOS                        scenarios that load both cores alone (cluster: six hosts)
+# A one-host scenario keeps about one core busy (apt's postinsts, the tests' own waits), so
+# two of them share a 2-core machine; the cluster beside another scenario doubled both.
+# Every run has its own ephemeral directory and its own test OpenID provider port, so the
+# same scenario on two distros shares nothing. Each line is prefixed with its lane; per-run
+# times go to .cache/test-times.
 # Exit status: non-zero when any run failed (after every lane has finished).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,16 +20,18 @@ case "$lanes" in 1|2) ;; *) echo "error: MOLECULE_LANES must be 1 or 2, not '$la
 read -r -a distros <<< "${DISTROS:?}"
 read -r -a scenarios <<< "${SCENARIOS:?}"
 cluster_distros=" ${CLUSTER_DISTROS:-} "
-lane1=" ${LANE1_SCENARIOS:-cluster ssh} "
+solo=" ${SOLO_SCENARIOS-cluster} "
 
-declare -a runs1=() runs2=()
+declare -a runs0=() runs1=() runs2=()
 for s in "${scenarios[@]}"; do
   for d in "${distros[@]}"; do
     if [ "$s" = cluster ] && [[ "$cluster_distros" != *" $d "* ]]; then
       echo "==> cluster on $d skipped (CLUSTER_DISTROS=${CLUSTER_DISTROS:-})"
       continue
     fi
-    if [ "$lanes" = 1 ] || [[ "$lane1" == *" $s "* ]]; then runs1+=("$s/$d"); else runs2+=("$s/$d"); fi
+    if [ "$lanes" = 1 ] || [[ "$solo" == *" $s "* ]]; then runs0+=("$s/$d")
+    elif [ "$d" = "${distros[0]}" ]; then runs1+=("$s/$d")
+    else runs2+=("$s/$d"); fi
   done
 done
 
@@ -35,9 +42,12 @@ lane() { # lane N RUN...: each run in a row; the lane's status is the first fail
     s=${run%/*}; d=${run#*/}
     echo "==> molecule test -s $s on $d"
     start=$(date +%s)
-    if MOLECULE_DISTRO=$d molecule test -s "$s" </dev/null; then
+    # Lane 2's provider on the next port; the ephemeral directory named by scenario and distro.
+    if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((9400 + (n > 0 ? n : 1))) \
+        MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.ansible/tmp/molecule.platform.$s.$d" \
+        molecule test -s "$s" </dev/null; then
       echo "==> $s on $d passed in $(( $(date +%s) - start ))s"
-      echo "  molecule $s/$d $(( $(date +%s) - start ))s (lane $n)" >> .cache/test-times
+      echo "  molecule $s/$d $(( $(date +%s) - start ))s$([ "$n" -gt 0 ] && echo " (lane $n)")" >> .cache/test-times
     else
       echo "==> $s on $d FAILED after $(( $(date +%s) - start ))s"
       status=1
@@ -46,20 +56,25 @@ lane() { # lane N RUN...: each run in a row; the lane's status is the first fail
   return "$status"
 }
 
-echo "==> lane 1: ${runs1[*]:-nothing}"
-[ "$lanes" = 2 ] && echo "==> lane 2: ${runs2[*]:-nothing}"
-# A lane's status goes to a file: `wait` on a background pipeline reports its last command (sed).
-rm -f .cache/lane-*.status
-{ lane 1 "${runs1[@]}"; echo $? > .cache/lane-1.status; } 2>&1 | sed -u 's/^/[lane 1] /' &
-if [ "$lanes" = 2 ] && [ ${#runs2[@]} -gt 0 ]; then
-  { lane 2 "${runs2[@]}"; echo $? > .cache/lane-2.status; } 2>&1 | sed -u 's/^/[lane 2] /' &
-fi
-wait
 failed=0
-for f in .cache/lane-*.status; do
-  [ "$(cat "$f" 2>/dev/null)" = 0 ] || failed=1
-done
-[ -e .cache/lane-1.status ] || failed=1
+if [ ${#runs0[@]} -gt 0 ]; then
+  echo "==> in a row: ${runs0[*]}"
+  lane 0 "${runs0[@]}" || failed=1
+fi
+if [ ${#runs1[@]} -gt 0 ] || [ ${#runs2[@]} -gt 0 ]; then
+  echo "==> lane 1: ${runs1[*]:-nothing}"
+  echo "==> lane 2: ${runs2[*]:-nothing}"
+  # A lane's status goes to a file: `wait` on a background pipeline reports its last command (sed).
+  rm -f .cache/lane-*.status
+  for n in 1 2; do
+    declare -n runs="runs$n"
+    [ ${#runs[@]} -gt 0 ] || { echo 0 > ".cache/lane-$n.status"; continue; }
+    { lane "$n" "${runs[@]}"; echo $? > ".cache/lane-$n.status"; } 2>&1 | sed -u "s/^/[lane $n] /" &
+    unset -n runs
+  done
+  wait
+  for n in 1 2; do [ "$(cat ".cache/lane-$n.status" 2>/dev/null)" = 0 ] || failed=1; done
+fi
 if [ "$failed" -ne 0 ]; then
   echo "==> molecule: a run failed (search the log for 'FAILED after')"
   exit 1
