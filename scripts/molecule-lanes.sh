@@ -36,24 +36,32 @@ for s in "${scenarios[@]}"; do
 done
 
 mkdir -p .cache
+lane_label=("" " (lane 1)" " (lane 2)")
 lane() { # lane N RUN...: each run in a row; the lane's status is the first failure's
   local n=$1 status=0 run s d start; shift
   for run in "$@"; do
     s=${run%/*}; d=${run#*/}
     echo "==> molecule test -s $s on $d"
     start=$(date +%s)
-    # Lane 2's provider on the next port; the ephemeral directory named by scenario and distro.
-    if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((9400 + (n > 0 ? n : 1))) \
+    # Lane 2's test OpenID provider on the next port; the ephemeral directory named by scenario and distro.
+    if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((n == 2 ? 9402 : 9401)) \
         MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.ansible/tmp/molecule.platform.$s.$d" \
         molecule test -s "$s" </dev/null; then
       echo "==> $s on $d passed in $(( $(date +%s) - start ))s"
-      echo "  molecule $s/$d $(( $(date +%s) - start ))s$([ "$n" -gt 0 ] && echo " (lane $n)")" >> .cache/test-times
+      echo "  molecule $s/$d $(( $(date +%s) - start ))s${lane_label[$n]}" >> .cache/test-times
     else
       echo "==> $s on $d FAILED after $(( $(date +%s) - start ))s"
       status=1
     fi
   done
   return "$status"
+}
+
+start_lane() { # start_lane N RUN...: the lane in the background, its lines prefixed with its number
+  local n=$1; shift
+  if [ $# -eq 0 ]; then echo 0 > ".cache/lane-$n.status"; return; fi
+  # A lane's status goes to a file: `wait` on a background pipeline reports its last command (sed).
+  { lane "$n" "$@"; echo $? > ".cache/lane-$n.status"; } 2>&1 | sed -u "s/^/[lane $n] /" &
 }
 
 failed=0
@@ -64,14 +72,9 @@ fi
 if [ ${#runs1[@]} -gt 0 ] || [ ${#runs2[@]} -gt 0 ]; then
   echo "==> lane 1: ${runs1[*]:-nothing}"
   echo "==> lane 2: ${runs2[*]:-nothing}"
-  # A lane's status goes to a file: `wait` on a background pipeline reports its last command (sed).
   rm -f .cache/lane-*.status
-  for n in 1 2; do
-    declare -n runs="runs$n"
-    [ ${#runs[@]} -gt 0 ] || { echo 0 > ".cache/lane-$n.status"; continue; }
-    { lane "$n" "${runs[@]}"; echo $? > ".cache/lane-$n.status"; } 2>&1 | sed -u "s/^/[lane $n] /" &
-    unset -n runs
-  done
+  start_lane 1 "${runs1[@]}"
+  start_lane 2 "${runs2[@]}"
   wait
   for n in 1 2; do [ "$(cat ".cache/lane-$n.status" 2>/dev/null)" = 0 ] || failed=1; done
 fi
