@@ -11,7 +11,7 @@ DISTRO ?= debian13
 # Distros and scenarios `make test` runs.
 DISTROS ?= $(SUPPORTED_DISTROS)
 SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
-# The five-host `cluster` scenario runs on these distros only (CI's time budget).
+# The six-host `cluster` scenario runs on these distros only (CI's time budget).
 CLUSTER_DISTROS ?= debian13
 # MOLECULE_LANES=2 (scripts/molecule-lanes.sh): SOLO_SCENARIOS first, one at a time, then
 # the other scenarios in two lanes side by side, one per distro. A one-host scenario keeps
