@@ -86,6 +86,16 @@ def skip_unless_site(hostvars) -> None:
         pytest.skip(f"this scenario converges the {scope} plays only")
 
 
+def only_on_first(host, hostvars, group: str, why: str) -> None:
+    """Skip on every host but the group's first: for checks that every other host of the
+    group would only repeat (the same role, the same values from -e)."""
+    members = hostvars.get("groups", {}).get(group) or []
+    if host.backend.host not in members:
+        pytest.skip(f"not in the {group} group")
+    if host.backend.host != members[0]:
+        pytest.skip(f"{why}: runs once, for {members[0]}")
+
+
 @pytest.fixture(scope="module")
 def host_ip(host) -> str:
     """The host's address on its container network, as the controller sees it."""

@@ -9,7 +9,17 @@ import time
 
 import pytest
 
-from conftest import REPO, HttpsLoad, controller_path, declared, pgb, run_playbook, secret, skip_unless_site
+from conftest import (
+    REPO,
+    HttpsLoad,
+    controller_path,
+    declared,
+    only_on_first,
+    pgb,
+    run_playbook,
+    secret,
+    skip_unless_site,
+)
 
 ROOT = "/srv/platform-api"
 
@@ -254,8 +264,9 @@ PRODUCTION = {"app_env": "production", "app_auth_google_issuer": "", "app_auth_m
         ({"app_auth_session_update_age": 9999999}, "app_auth_session_update_age between 0 and it"),
     ],
 )
-def test_preflight_refuses_bad_secrets(host, tmp_path, extra, message):
+def test_preflight_refuses_bad_secrets(host, hostvars, tmp_path, extra, message):
     """The app's preflight (playbooks/preflight.yml runs it before any change) names what is wrong, never the value."""
+    only_on_first(host, hostvars, "app", "the -e value overrides every app host's the same way")
     play = [
         {
             "hosts": host.backend.host,

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import pytest
 
-from conftest import REPO, declared, pg, pgb, run_playbook, secret, skip_unless_site
+from conftest import REPO, declared, only_on_first, pg, pgb, run_playbook, secret, skip_unless_site
 
 # systemd-analyze security: the issue's limit for the daemons' sandboxes.
 EXPOSURE_LIMIT = 4.5
@@ -262,10 +262,9 @@ def test_secrets_survive_systemds_parser(host, group_names, hostvars):
         ({"app_database_password": "replace-me"}, "(app_database_password) is empty or a placeholder"),
     ],
 )
-def test_preflight_refuses_what_the_app_refuses(host, group_names, tmp_path, extra, message):
+def test_preflight_refuses_what_the_app_refuses(host, hostvars, tmp_path, extra, message):
     """The preflight accepted app_env: test and passwords such as passwd; the app then refused them mid-deploy."""
-    if "app" not in group_names:
-        pytest.skip("not an app host")
+    only_on_first(host, hostvars, "app", "the -e value overrides every app host's the same way")
     play = [
         {
             "hosts": host.backend.host,
@@ -278,10 +277,9 @@ def test_preflight_refuses_what_the_app_refuses(host, group_names, tmp_path, ext
     assert message in result.stdout + result.stderr, result.stderr[-2000:]
 
 
-def test_a_configuration_the_release_refuses_changes_nothing(host, group_names, hostvars, tmp_path):
+def test_a_configuration_the_release_refuses_changes_nothing(host, hostvars, tmp_path):
     """check-config of the new release, through systemd's parser, before migrate and the `current` switch."""
-    if "app" not in group_names:
-        pytest.skip("not an app host")
+    only_on_first(host, hostvars, "app", "every app host runs the same role with the same -e value")
     env_before = host.check_output("sha256sum /etc/platform-api/env")
     current_before = host.check_output("readlink /srv/platform-api/current")
     play = [

@@ -1,22 +1,30 @@
-"""The security-floor preflight stops a real play on this host, and the override only warns."""
+"""The security-floor preflight stops a real play on every host at once, and the override only warns."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import only_on_first
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A floor nothing meets, on the package that carries OpenSSL in each release.
+LIBSSL = {"bookworm": "libssl3", "trixie": "libssl3t64"}
+
+
 @pytest.fixture
-def play(host, tmp_path):
+def play(host, hostvars, tmp_path):
+    """Run the security_floors role against every inventory host at once: one play, as
+    preflight.yml runs it; from the inventory's first host only (the others would repeat it)."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
         pytest.skip("needs the Molecule inventory")
-    name = host.backend.host
-    release = host.system_info.codename
+    only_on_first(host, hostvars, "all", "one play against every host at once")
     floors = tmp_path / "floors.yml"
     floors.write_text(
         yaml.safe_dump(
@@ -24,18 +32,19 @@ def play(host, tmp_path):
                 "floors": [
                     {
                         "component": "openssl",
-                        "package": "libssl3t64" if release == "trixie" else "libssl3",
+                        "package": package,
                         "release": release,
                         "version": "99:1.0",
                         "cves": ["CVE-2099-0001"],
                         "note": "a floor nothing meets",
-                    },
+                    }
+                    for release, package in LIBSSL.items()
                 ]
             }
         )
     )
     playbook = tmp_path / "preflight.yml"
-    playbook.write_text(yaml.safe_dump([{"hosts": name, "gather_facts": True, "roles": ["security_floors"]}]))
+    playbook.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": True, "roles": ["security_floors"]}]))
 
     def run(*extra):
         env = {**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_FORCE_COLOR": "0"}
@@ -47,17 +56,41 @@ def play(host, tmp_path):
             timeout=300,
         )
 
-    return run
+    return run, hostvars["groups"]["all"]
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP's counters per host."""
+    return {
+        name: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counters)}
+        for name, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*(?:\n\s+\w+=\d+.*)*)", stdout, re.M)
+    }
 
 
 def test_preflight_refuses_a_package_below_its_floor(play):
-    result = play()
+    """Every host fails on the floor, each with the package, the floor and the CVE in its message."""
+    run, names = play
+    result = run()
     assert result.returncode != 0
-    assert "is below the floor 99:1.0 covering CVE-2099-0001" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    counters = recap(result.stdout)
+    for name in names:
+        assert counters[name]["failed"] == 1, result.stdout[-2000:]
+    # One refusal per host, each naming the floor and its CVE (the YAML callback folds long lines).
+    refusals = {
+        block.split("]", 1)[0]: block for block in " ".join(output.split()).split("fatal: [")[1:] if "]" in block
+    }
+    for name in names:
+        assert "is below the floor 99:1.0 covering CVE-2099-0001" in refusals.get(name, ""), (name, output[-3000:])
 
 
 def test_override_warns_in_the_recap_and_goes_on(play):
-    result = play("-e", "security_floors_allow_below=true", "-e", "security_floors_allow_below_reason=test")
+    """security_floors_allow_below with a reason: every host warns, shows it as ignored, and the play goes on."""
+    run, names = play
+    result = run("-e", "security_floors_allow_below=true", "-e", "security_floors_allow_below_reason=test")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "SECURITY FLOOR OVERRIDDEN (test)" in result.stdout + result.stderr
-    assert "ignored=1" in result.stdout
+    counters = recap(result.stdout)
+    for name in names:
+        assert counters[name]["ignored"] == 1, result.stdout[-2000:]
+        assert counters[name]["failed"] == 0, result.stdout[-2000:]
