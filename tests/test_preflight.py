@@ -3,15 +3,11 @@
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import only_on_first
-
-REPO = Path(__file__).resolve().parents[1]
-
+from conftest import REPO, only_on_first
 
 # A floor nothing meets, on the package that carries OpenSSL in each release.
 LIBSSL = {"bookworm": "libssl3", "trixie": "libssl3t64"}
