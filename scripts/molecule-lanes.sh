@@ -11,6 +11,9 @@
 # Every run has its own ephemeral directory and its own test OpenID provider port, so the
 # same scenario on two distros shares nothing. Each line is prefixed with its lane; per-run
 # times go to .cache/test-times.
+# A failed run's log is kept in .cache/molecule-<scenario>-<distro>.log, and its failures (pytest's
+# FAILED/ERROR lines, Ansible's fatal lines) are printed again at the very end, where a long CI
+# log's tail shows them.
 # Exit status: non-zero when any run failed (after every lane has finished).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,7 @@ for s in "${scenarios[@]}"; do
 done
 
 mkdir -p .cache
+rm -f .cache/molecule-*.log
 lane_label=("" " (lane 1)" " (lane 2)")
 lane() { # lane N RUN...: each run in a row; the lane's status is the first failure's
   local n=$1 status=0 run s d start; shift
@@ -43,10 +47,12 @@ lane() { # lane N RUN...: each run in a row; the lane's status is the first fail
     s=${run%/*}; d=${run#*/}
     echo "==> molecule test -s $s on $d"
     start=$(date +%s)
+    log=".cache/molecule-$s-$d.log"
     # Lane 2's test OpenID provider on the next port; the ephemeral directory named by scenario and distro.
     if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((n == 2 ? 9402 : 9401)) \
         MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.ansible/tmp/molecule.platform.$s.$d" \
-        molecule test -s "$s" </dev/null; then
+        molecule test -s "$s" </dev/null 2>&1 | tee "$log"; then
+      rm -f "$log"
       echo "==> $s on $d passed in $(( $(date +%s) - start ))s"
       echo "  molecule $s/$d $(( $(date +%s) - start ))s${lane_label[$n]}" >> .cache/test-times
     else
@@ -79,6 +85,12 @@ if [ ${#runs1[@]} -gt 0 ] || [ ${#runs2[@]} -gt 0 ]; then
   for n in 1 2; do [ "$(cat ".cache/lane-$n.status" 2>/dev/null)" = 0 ] || failed=1; done
 fi
 if [ "$failed" -ne 0 ]; then
+  for log in .cache/molecule-*.log; do
+    [ -e "$log" ] || continue
+    echo "==> what failed in ${log#.cache/} (whole log kept there):"
+    grep -E '^(FAILED|ERROR) |fatal: \[|^[a-z0-9_-]+ +: ok=.*(failed|unreachable)=[1-9]|CRITICAL' "$log" \
+      | cut -c1-400 | tail -n 40 | sed 's/^/    /'
+  done
   echo "==> molecule: a run failed (search the log for 'FAILED after')"
   exit 1
 fi

@@ -83,7 +83,9 @@ def test_an_instance_stops_and_starts_within_seconds(host, ports):
     host.check_output(f"systemctl restart {unit}")
     elapsed = time.monotonic() - began
     print(f"systemctl restart {unit}: {elapsed:.1f}s")
-    assert elapsed < 5
+    # 1-4 s here, slower on a loaded CI machine; the hang this guards against waits out the 20 s
+    # graceful timeout before the start even begins.
+    assert elapsed < 15
     journal = host.check_output(f"journalctl --no-pager -o cat -u {unit} --since '-1min'")
     assert "couldn't stop thread" not in journal
     assert "Control server error" not in journal
@@ -190,9 +192,14 @@ def test_failed_health_check_calls_the_alert_command(host):
     host.run(f"logger -t platform-api-test {mark}")
     result = host.run("runuser -u platform-api -- platform-api-probe health 1")
     assert result.rc == 1
-    time.sleep(0.5)
-    alerts = host.check_output("journalctl --no-pager -o cat -t platform-api-alert -n 5")
-    assert "platform-api@1: health check failed" in alerts
+    # The alert must come after this test's mark; journald can take a moment on a busy host: up to 10 s.
+    deadline = time.monotonic() + 10
+    while True:
+        journal = host.check_output("journalctl --no-pager -o cat -t platform-api-test -t platform-api-alert -n 20")
+        if "platform-api@1: health check failed" in journal.partition(mark)[2]:
+            break
+        assert time.monotonic() < deadline, journal
+        time.sleep(0.3)
     ok = host.run("runuser -u platform-api -- platform-api-probe health")
     assert ok.rc == 0, ok.stdout + ok.stderr
 
