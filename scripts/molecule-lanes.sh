@@ -10,7 +10,7 @@
 # two of them share a 2-core machine; the cluster beside another scenario doubled both.
 # Every run has its own ephemeral directory and its own test OpenID provider port, so the
 # same scenario on two distros shares nothing. Each line is prefixed with its lane; per-run
-# times go to .cache/test-times.
+# times, and each molecule action's, go to .cache/test-times.
 # A failed run's log is kept in .cache/molecule-<scenario>-<distro>.log, and its failures (pytest's
 # FAILED/ERROR lines, Ansible's fatal lines) are printed again at the very end, where a long CI
 # log's tail shows them.
@@ -41,6 +41,28 @@ done
 mkdir -p .cache
 rm -f .cache/molecule-*.log
 lane_label=("" " (lane 1)" " (lane 2)")
+actions() { # actions LOG: molecule's output passed on and kept in LOG; each action's seconds
+  # (from the end of the one before) in LOG.actions, e.g. "create 31s, converge 164s, ..."
+  python3 -u -c '
+import re, sys, time
+last, spent = time.monotonic(), []
+with open(sys.argv[1], "wb") as keep:
+    for raw in sys.stdin.buffer:
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+        keep.write(raw)
+        # "[default > converge] Executed: ..." plain, "default ➜ converge: Executed: ..." in colour
+        line = re.sub(r"\x1b\[[0-9;]*m", "", raw.decode(errors="replace"))
+        done = re.search(r"(?:>|➜) ([a-z_]+)\]?:? ?Executed: ", line)
+        if done:
+            now = time.monotonic()
+            spent.append(f"{done[1]} {now - last:.0f}s")
+            last = now
+with open(sys.argv[1] + ".actions", "w") as out:
+    out.write(", ".join(spent))
+' "$1"
+}
+
 lane() { # lane N RUN...: each run in a row; the lane's status is the first failure's
   local n=$1 status=0 run s d start; shift
   for run in "$@"; do
@@ -51,10 +73,10 @@ lane() { # lane N RUN...: each run in a row; the lane's status is the first fail
     # Lane 2's test OpenID provider on the next port; the ephemeral directory named by scenario and distro.
     if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((n == 2 ? 9402 : 9401)) \
         MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.ansible/tmp/molecule.platform.$s.$d" \
-        molecule test -s "$s" </dev/null 2>&1 | tee "$log"; then
-      rm -f "$log"
+        molecule test -s "$s" </dev/null 2>&1 | actions "$log"; then
       echo "==> $s on $d passed in $(( $(date +%s) - start ))s"
-      echo "  molecule $s/$d $(( $(date +%s) - start ))s${lane_label[$n]}" >> .cache/test-times
+      echo "  molecule $s/$d $(( $(date +%s) - start ))s${lane_label[$n]}: $(cat "$log.actions")" >> .cache/test-times
+      rm -f "$log" "$log.actions"
     else
       echo "==> $s on $d FAILED after $(( $(date +%s) - start ))s"
       status=1
