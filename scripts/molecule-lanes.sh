@@ -51,12 +51,13 @@ with open(sys.argv[1], "wb") as keep:
         sys.stdout.buffer.write(raw)
         sys.stdout.buffer.flush()
         keep.write(raw)
-        # "[default > converge] Executed: ..." plain, "default ➜ converge: Executed: ..." in colour
+        # "INFO [default > converge] Executed: ..." plain, "INFO default ➜ converge: Executed: ..." in
+        # colour; not the recap at the end ("default > converge: Executed: ...", no INFO).
         line = re.sub(r"\x1b\[[0-9;]*m", "", raw.decode(errors="replace"))
-        done = re.search(r"(?:>|➜) ([a-z_]+)\]?:? ?Executed: ", line)
+        done = re.match(r"INFO\s.*?(?:> ([a-z_]+)\]|➜ ([a-z_]+):) Executed: ", line)
         if done:
             now = time.monotonic()
-            spent.append(f"{done[1]} {now - last:.0f}s")
+            spent.append(f"{done[1] or done[2]} {now - last:.0f}s")
             last = now
 with open(sys.argv[1] + ".actions", "w") as out:
     out.write(", ".join(spent))
