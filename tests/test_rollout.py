@@ -146,3 +146,32 @@ def test_rollback_refuses_a_release_that_is_not_installed(fleet, inventory, rele
     assert "nothing to roll back to" in output, output[-3000:]
     assert "9.9.9-000000000000 is not installed" in output, output[-3000:]
     assert running(fleet, inventory) == before
+
+
+def test_a_release_one_host_cannot_install_switches_no_host(fleet, inventory, releases, tmp_path_factory):
+    """The release is installed on every app host before any switch: when the last app host cannot
+    install it (no venv support there, as on a host without python3-venv), deploy.yml fails naming
+    that host, and no host switches or restarts, the first one included, which installed it fine."""
+    groups, hosts = fleet
+    first, last = groups["app"][0], groups["app"][-1]
+    before = running(fleet, inventory)
+    pids = {app: hosts[app].check_output("systemctl show -p MainPID --value 'platform-api@*'") for app in groups["app"]}
+    source = release_copy(tmp_path_factory.mktemp("uninstallable"), "1.0.3")
+    hosts[last].check_output("mv /usr/share/python-wheels /usr/share/python-wheels.hidden")
+    try:
+        result = playbook("deploy.yml", "-e", f"app_source_dir={source}")
+    finally:
+        hosts[last].check_output("mv /usr/share/python-wheels.hidden /usr/share/python-wheels")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    install = next(t for t in output.split("TASK [") if t.startswith("app : Install release 1.0.3-"))
+    assert f"fatal: [{last}]" in install, install[-3000:]
+    assert f"fatal: [{first}]" not in install, install[-3000:]
+    assert "Switch current to" not in output, output[-4000:]
+    assert "Run platform-api migrate" not in output, output[-4000:]
+    assert running(fleet, inventory) == before
+    assert {
+        app: hosts[app].check_output("systemctl show -p MainPID --value 'platform-api@*'") for app in groups["app"]
+    } == pids
+    # The first host installed it (the stage runs on every host at once), and kept it beside.
+    assert hosts[first].run("ls -d /srv/platform-api/releases/1.0.3-*/").rc == 0
