@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 
@@ -144,6 +145,10 @@ def test_restore_refuses_without_confirmation_and_changes_nothing(db):
         bad = playbook("restore.yml", "-e", json.dumps({"restore_target": target, "restore_confirm": db.name}))
         assert bad.returncode != 0, target
         assert "Nothing was changed" in bad.stdout + bad.stderr, target
+        if target == "yesterday":
+            # Not a time at all: refused on the controller, before any host is contacted.
+            recap = re.findall(r"^(\S+)\s+: ok=", bad.stdout, re.M)
+            assert recap == ["localhost"], bad.stdout[-2000:]
     assert db.postmaster_started() == started
     assert db.host.service("pgbouncer.service").is_running
 
