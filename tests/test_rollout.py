@@ -148,6 +148,12 @@ def test_rollback_refuses_a_release_that_is_not_installed(fleet, inventory, rele
     assert running(fleet, inventory) == before
 
 
+def instance_pids(fleet) -> dict[str, str]:
+    """Per app host: the main PIDs of its instances."""
+    groups, hosts = fleet
+    return {app: hosts[app].check_output("systemctl show -p MainPID --value 'platform-api@*'") for app in groups["app"]}
+
+
 def test_a_release_one_host_cannot_install_switches_no_host(fleet, inventory, releases, tmp_path_factory):
     """The release is installed on every app host before any switch: when the last app host cannot
     install it (no venv support there, as on a host without python3-venv), deploy.yml fails naming
@@ -155,7 +161,7 @@ def test_a_release_one_host_cannot_install_switches_no_host(fleet, inventory, re
     groups, hosts = fleet
     first, last = groups["app"][0], groups["app"][-1]
     before = running(fleet, inventory)
-    pids = {app: hosts[app].check_output("systemctl show -p MainPID --value 'platform-api@*'") for app in groups["app"]}
+    pids = instance_pids(fleet)
     source = release_copy(tmp_path_factory.mktemp("uninstallable"), "1.0.3")
     hosts[last].check_output("mv /usr/share/python-wheels /usr/share/python-wheels.hidden")
     try:
@@ -170,8 +176,6 @@ def test_a_release_one_host_cannot_install_switches_no_host(fleet, inventory, re
     assert "Switch current to" not in output, output[-4000:]
     assert "Run platform-api migrate" not in output, output[-4000:]
     assert running(fleet, inventory) == before
-    assert {
-        app: hosts[app].check_output("systemctl show -p MainPID --value 'platform-api@*'") for app in groups["app"]
-    } == pids
+    assert instance_pids(fleet) == pids
     # The first host installed it (the stage runs on every host at once), and kept it beside.
     assert hosts[first].run("ls -d /srv/platform-api/releases/1.0.3-*/").rc == 0
