@@ -491,3 +491,34 @@ def test_unknown_ids_are_not_found(world):
         ("sessions.get", "Session"),
     ):
         assert error(owner.client, path, {"id": nobody}) == (404, "NOT_FOUND", f"{what} not found or access denied")
+
+
+def test_listings_answer_each_row_as_its_single_row_read_does(world):
+    """A page's rows (built by the out_row row factory) are exactly what the one-row paths
+    answer for the same ids (built by out()): keys, ISO dates, ids, decimals, JSON columns,
+    a null; and neither tenant's page holds the other's rows."""
+    owner, other = world["owner"], world["b"]
+    for user in (owner, other):
+        ids = seed(user)
+        ok(user.client, "sessions.end", {"id": ids["session"]})  # ended_at set: a date, not null
+        ok(user.client, "sessions.create", {"mode": "meeting", "metadata": {"ünï": ["c", 1.5, None]}})
+        for listed, key, get in (
+            ("users.list", "users", "users.get"),
+            ("widgets.list", "widgets", "widgets.get"),
+            ("knowledge.list", "documents", "knowledge.get"),
+            ("sessions.list", "sessions", "sessions.get"),
+        ):
+            page = ok(user.client, listed, {"includeEnded": True} if key == "sessions" else {})
+            rows = page[key]
+            assert rows, listed
+            assert page["total"] == len(rows), (listed, page)
+            for row in rows:
+                assert row == ok(user.client, get, {"id": row["id"]}), listed
+                assert row.get("tenantId", user.tenant) == user.tenant, listed
+            if key == "sessions":
+                assert {type(r["endedAt"]) for r in rows} == {str, type(None)}
+                assert {r["costUsd"] for r in rows} == {"0.0000"}
+    sent = ok(owner.client, "sessions.sendMessage", {"sessionId": seed(owner)["session"], "content": "x"})
+    listed = ok(owner.client, "sessions.listMessages", {"sessionId": sent["sessionId"]})["messages"]
+    assert sent in listed
+    assert all(m["sessionId"] == sent["sessionId"] for m in listed)

@@ -5,16 +5,18 @@ turned into the original's JSON (camelCase, ISO dates, decimals as strings).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.postgres import types as pg_types
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,29 +74,38 @@ class Ctx:
         self.cur.execute(query, params)
         return self.cur.fetchall()
 
-    def all_and_one(
-        self, query: str, second: str, params: Mapping[str, Any] | Iterable[Any] = ()
+    def page_and_count(
+        self, query: str, count: str, params: Mapping[str, Any] | Iterable[Any] = ()
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Both statements sent before either result is read: one round trip in pipeline mode."""
+        """A page of rows, already as JSON (out_row), and a count: both statements sent before
+        either result is read, one round trip in pipeline mode."""
         conn = self.cur.connection
-        with conn.cursor(row_factory=dict_row) as other:
+        with conn.cursor(row_factory=out_row) as rows, conn.cursor(row_factory=dict_row) as other:
             with conn.pipeline():
-                self.cur.execute(query, params)
-                other.execute(second, params)
-            return self.cur.fetchall(), other.fetchone()
+                rows.execute(query, params)
+                other.execute(count, params)
+            return rows.fetchall(), other.fetchone()
 
 
+@functools.cache
 def camel(name: str) -> str:
+    """snake_case -> camelCase; a table has few column names, so each is worked out once."""
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
 
 
+# psycopg loads uuid, numeric and timestamptz as exactly these types; the value's
+# own type picks its conversion in one dict lookup (the hot path of every listing).
+AS_TEXT: dict[type, Callable[[Any], str]] = {uuid.UUID: str, Decimal: str, datetime: iso}
+# The same, by the column's type (a row factory knows it before the first value).
+AS_TEXT_OID: dict[int, Callable[[Any], str]] = {
+    pg_types[name].oid: convert for name, convert in (("uuid", str), ("numeric", str), ("timestamptz", iso))
+}
+
+
 def jsonable(value: Any) -> Any:
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return iso(value)
-    return value
+    convert = AS_TEXT.get(type(value))
+    return value if convert is None else convert(value)
 
 
 def out(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,8 +113,18 @@ def out(row: Mapping[str, Any]) -> dict[str, Any]:
     return {camel(k): jsonable(v) for k, v in row.items()}
 
 
-def page(rows: list[dict[str, Any]], total: int, p: Page, key: str) -> dict[str, Any]:
-    return {key: [out(r) for r in rows], "total": total, "hasMore": p.offset + len(rows) < total}
+def out_row(cursor: psycopg.Cursor) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """psycopg row factory giving what out() gives, with each column's key and conversion
+    worked out once per result instead of once per value (a page of 20 widgets: 160 values)."""
+    columns = [(camel(c.name), AS_TEXT_OID.get(c.type_code)) for c in cursor.description or ()]
+
+    def make(values: Sequence[Any]) -> dict[str, Any]:
+        return {
+            key: value if convert is None or value is None else convert(value)
+            for (key, convert), value in zip(columns, values, strict=True)
+        }
+
+    return make
 
 
 def listing(
@@ -111,13 +132,13 @@ def listing(
 ) -> dict[str, Any]:
     """One page of `table` under `where` (a fixed clause, values in args) and the filter's total."""
     params = {**args, "limit": p.limit, "offset": p.offset}
-    rows, count = ctx.all_and_one(
+    rows, count = ctx.page_and_count(
         f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
         f"SELECT count(*) AS n FROM {table} {where}",
         params,
     )
     total = count["n"]
-    return page(rows, total, p, key)
+    return {key: rows, "total": total, "hasMore": p.offset + len(rows) < total}
 
 
 def get_by_id(ctx: Ctx, table: str, what: str, row_id: uuid.UUID, columns: str) -> dict[str, Any]:
