@@ -105,6 +105,9 @@ molecule: check-distro venv docker images ## molecule test, every scenario on ev
 	@mkdir -p .cache; DISTROS="$(DISTROS)" SCENARIOS="$(SCENARIOS)" CLUSTER_DISTROS="$(CLUSTER_DISTROS)" \
 	  MOLECULE_LANES="$(MOLECULE_LANES)" SOLO_SCENARIOS="$(SOLO_SCENARIOS)" scripts/molecule-lanes.sh
 
+# Printed at the end of `make test`, failed or not: each stage's time, each Molecule run's actions.
+STAGE_TIMES = echo "==> stage times:"; sed 's/^/    /' .cache/test-times
+
 test: venv docker ## Everything CI runs (lint, unit, rules, app-test, molecule), with each stage's time
 	@mkdir -p .cache && : > .cache/test-times
 	@# The test images build (debootstrap: mostly waiting on the mirror) beside the first stages.
@@ -112,16 +115,16 @@ test: venv docker ## Everything CI runs (lint, unit, rules, app-test, molecule),
 	( $(MAKE) --no-print-directory images > .cache/images.log 2>&1; echo $$? > .cache/images.status ) & \
 	for step in lint unit rules app-test; do \
 	  s=$$(date +%s); \
-	  $(MAKE) --no-print-directory $$step || { echo "==> make $$step FAILED after $$(( $$(date +%s) - s ))s"; wait; exit 1; }; \
+	  $(MAKE) --no-print-directory $$step || { echo "==> make $$step FAILED after $$(( $$(date +%s) - s ))s"; wait; $(STAGE_TIMES); exit 1; }; \
 	  echo "$$step $$(( $$(date +%s) - s ))s" >> .cache/test-times; \
 	done; \
 	wait; cat .cache/images.log; \
-	[ "$$(cat .cache/images.status)" = 0 ] || { echo "==> make images FAILED"; exit 1; }; \
+	[ "$$(cat .cache/images.status)" = 0 ] || { echo "==> make images FAILED"; $(STAGE_TIMES); exit 1; }; \
 	echo "images (beside the stages above) done at $$(( $$(date +%s) - start ))s" >> .cache/test-times
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory molecule || { echo "==> make molecule FAILED after $$(( $$(date +%s) - start ))s"; exit 1; }; \
+	$(MAKE) --no-print-directory molecule || { echo "==> make molecule FAILED after $$(( $$(date +%s) - start ))s"; $(STAGE_TIMES); exit 1; }; \
 	echo "molecule $$(( $$(date +%s) - start ))s" >> .cache/test-times
-	@echo "==> stage times:"; sed 's/^/    /' .cache/test-times
+	@$(STAGE_TIMES)
 
 clean: ## Remove the venv and caches (not the test images)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@
 # two of them share a 2-core machine; the cluster beside another scenario doubled both.
 # Every run has its own ephemeral directory and its own test OpenID provider port, so the
 # same scenario on two distros shares nothing. Each line is prefixed with its lane; per-run
-# times, and each molecule action's, go to .cache/test-times.
+# times, and each molecule action's, go to .cache/test-times (a failed run's as well).
 # A failed run's log is kept in .cache/molecule-<scenario>-<distro>.log, and its failures (pytest's
 # FAILED/ERROR lines, Ansible's fatal lines) are printed again at the very end, where a long CI
 # log's tail shows them.
@@ -80,6 +80,9 @@ lane() { # lane N RUN...: each run in a row; the lane's status is the first fail
       rm -f "$log" "$log.actions"
     else
       echo "==> $s on $d FAILED after $(( $(date +%s) - start ))s"
+      # Its line too, with the actions that ran (the last one listed is the last that finished).
+      echo "  molecule $s/$d FAILED after $(( $(date +%s) - start ))s${lane_label[$n]}: $(cat "$log.actions")" \
+        >> .cache/test-times
       status=1
     fi
   done
