@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 
 import services as svc
-from platform_api import create_app
 from platform_api.config import Settings
+from platform_api.factory import create_app
 from platform_api.migrate import Roles, migrate
 
 STRONG_SECRET = "s3cr3t-" + "x" * 40

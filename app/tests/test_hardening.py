@@ -19,9 +19,9 @@ import pytest
 from psycopg import errors
 
 from conftest import app_env, run_cli
-from platform_api import create_app
 from platform_api.config import Settings
 from platform_api.db import Database
+from platform_api.factory import create_app
 from platform_api.metrics import API_REQUESTS
 from platform_api.migrate import MigrationError, Roles, migrate
 from platform_api.scrub import scrub_event, scrub_text

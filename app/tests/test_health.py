@@ -128,8 +128,8 @@ def test_metrics_summary_and_prometheus(client):
 
 def test_check_results_are_cached_for_the_ttl(services):
     from conftest import app_env
-    from platform_api import create_app
     from platform_api.config import Settings
+    from platform_api.factory import create_app
 
     app = create_app(Settings.from_env(app_env(services, HEALTH_CACHE_TTL="1.5")))
     client = app.test_client()

@@ -7,8 +7,8 @@ import subprocess
 
 import oidc
 from conftest import app_env
-from platform_api import create_app
 from platform_api.config import Settings
+from platform_api.factory import create_app
 from test_gunicorn import served  # noqa: F401 - the fixture
 from test_tenant_api import signed_in
 

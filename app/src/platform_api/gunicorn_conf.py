@@ -66,8 +66,8 @@ def on_starting(server):
 
 def worker_exit(server, worker):
     # In the worker, once it stopped serving: close the pool and executor now
-    # (see platform_api.close_app) so the worker exits at once.
-    from platform_api import close_app
+    # (see platform_api.factory.close_app) so the worker exits at once.
+    from platform_api.factory import close_app
 
     app = getattr(worker, "wsgi", None)
     if app is not None:

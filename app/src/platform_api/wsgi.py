@@ -1,5 +1,5 @@
 """WSGI entry point for gunicorn: `platform_api.wsgi:app` (one app per worker)."""
 
-from platform_api import create_app
+from platform_api.factory import create_app
 
 app = create_app()

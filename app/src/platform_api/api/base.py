@@ -94,13 +94,12 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-# psycopg loads uuid, numeric and timestamptz as exactly these types; the value's
-# own type picks its conversion in one dict lookup (the hot path of every listing).
-AS_TEXT: dict[type, Callable[[Any], str]] = {uuid.UUID: str, Decimal: str, datetime: iso}
-# The same, by the column's type (a row factory knows it before the first value).
-AS_TEXT_OID: dict[int, Callable[[Any], str]] = {
-    pg_types[name].oid: convert for name, convert in (("uuid", str), ("numeric", str), ("timestamptz", iso))
-}
+# The values the original sends as strings: (PostgreSQL type, the Python type psycopg loads
+# it as, the conversion). out() picks by the value's type (single rows); out_row() by the
+# column's type, once per result (listings).
+_AS_TEXT = (("uuid", uuid.UUID, str), ("numeric", Decimal, str), ("timestamptz", datetime, iso))
+AS_TEXT: dict[type, Callable[[Any], str]] = {py: convert for _, py, convert in _AS_TEXT}
+AS_TEXT_OID: dict[int, Callable[[Any], str]] = {pg_types[pg].oid: convert for pg, _, convert in _AS_TEXT}
 
 
 def jsonable(value: Any) -> Any:
