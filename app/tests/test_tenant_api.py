@@ -522,3 +522,19 @@ def test_listings_answer_each_row_as_its_single_row_read_does(world):
     listed = ok(owner.client, "sessions.listMessages", {"sessionId": sent["sessionId"]})["messages"]
     assert sent in listed
     assert all(m["sessionId"] == sent["sessionId"] for m in listed)
+
+
+def test_json_columns_answer_the_exact_value_in_listings_and_one_row_reads(world):
+    """A listing sends json/jsonb values as PostgreSQL's text, never parsed (RawJSON); a one-row
+    read parses them, and its 31-digit integer sends the body through json (orjson stops at 64
+    bits). Both answer exactly what was stored: the integer to the last digit, non-ASCII keys,
+    nesting. The other tenant's listing does not hold the row."""
+    owner, other = world["owner"], world["b"]
+    metadata = {"big": 1234567890123456789012345678901, "ünï": ["c", 1.5, None, {"deep": [True]}]}
+    created = ok(owner.client, "sessions.create", {"mode": "meeting", "metadata": metadata})
+    assert created["metadata"] == metadata
+    listed = {r["id"]: r for r in ok(owner.client, "sessions.list", {"includeEnded": True})["sessions"]}
+    assert listed[created["id"]]["metadata"] == metadata
+    assert ok(owner.client, "sessions.get", {"id": created["id"]})["metadata"] == metadata
+    theirs = ok(other.client, "sessions.list", {"includeEnded": True})["sessions"]
+    assert created["id"] not in {r["id"] for r in theirs}

@@ -118,3 +118,19 @@ def test_unknown_route_is_json_404(client):
     resp = client.get("/nope")
     assert resp.status_code == 404
     assert resp.get_json()["error"] == "NOT_FOUND"
+
+
+def test_encode_inserts_database_json_as_sent_and_falls_back_to_json_for_big_integers():
+    """encode() (every tRPC response): compact UTF-8; a RawJSON value (a listing's json/jsonb
+    column) goes in byte for byte, unparsed. An integer beyond 64 bits, which orjson refuses,
+    sends the whole body through json instead, with the same RawJSON values parsed there."""
+    from platform_api.trpc import RawJSON, encode
+
+    raw = RawJSON('{"a": [1, 2.50], "ü": null}'.encode())
+    assert encode({"v": raw, "s": "é"}) == '{"v":{"a": [1, 2.50], "ü": null},"s":"é"}'.encode()
+    big = 2**70
+    body = encode({"n": big, "v": raw})
+    assert json.loads(body) == {"n": big, "v": {"a": [1, 2.5], "ü": None}}
+    assert str(big).encode() in body
+    with pytest.raises(TypeError):
+        encode({"x": object()})

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, g, request
 
 from . import metrics
@@ -113,6 +114,37 @@ def input_depth(value: Any) -> int:
             break
         stack.extend((child, depth) for child in children)
     return deepest
+
+
+class RawJSON:
+    """JSON text as PostgreSQL sent it (a json or jsonb value): encode() inserts it as is,
+    without parsing it into Python objects and serializing them again."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.text)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _raw_parsed(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return json.loads(value.text)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def encode(body: Any) -> bytes:
+    """A response body as compact UTF-8 JSON (orjson). What orjson refuses and json takes (an
+    integer beyond 64 bits, from a JSON column read as one row) goes through json instead."""
+    try:
+        return orjson.dumps(body, default=_raw)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_raw_parsed).encode()
 
 
 def parse_json(raw: str | bytes, code: str, message: str) -> Any:
@@ -251,6 +283,4 @@ class Router:
             body: Any = [envelope for envelope, _ in results]
         else:
             body, status = results[0]
-        return current_app.response_class(
-            json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json"
-        )
+        return current_app.response_class(encode(body), status=status, mimetype="application/json")
