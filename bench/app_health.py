@@ -10,11 +10,12 @@ PgBouncer, warms both, then for each procedure
 runs `wrk -t1 -c20 -d<seconds>s --latency` against ours and then theirs:
 liveness, check (no cache: a database and Redis round trip per call, the
 anchor's a database one) and widgets.list (the session cookie, one tenant's
-page under RLS). Prints requests/s and p50/p99 of both and the ratios, then
+page under RLS; --widget-json-items N gives every widget's `settings` N items, about
+80 bytes each, for pages whose JSON columns are not tiny). Prints requests/s and p50/p99 of both and the ratios, then
 ours alone for metrics and the check with its cache. Loopback only; every run
 ends by itself.
 
-    app/.venv/bin/python bench/app_health.py [--seconds 10] [--anchor DIR | --no-anchor]
+    app/.venv/bin/python bench/app_health.py [--seconds 10] [--anchor DIR | --no-anchor] [--widget-json-items N]
 """
 
 from __future__ import annotations
@@ -144,6 +145,18 @@ def seed(dsn: str) -> None:
         conn.execute("SELECT set_config('app.current_tenant_id', '', false)")
 
 
+def widen_settings(dsn: str, items: int) -> None:
+    """Every widget's settings (jsonb) with `items` entries: a 20-widget page carries ~1.6 kB per 20 items."""
+    import psycopg
+
+    settings = {
+        "theme": "dark",
+        "items": [{"id": i, "label": f"item {i}", "tags": ["a", "b"], "weight": round(i / 7, 4)} for i in range(items)],
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE widgets SET settings = %s::jsonb", (json.dumps(settings),))
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -240,6 +253,9 @@ def main() -> int:
         type=Path,
         help="py-spy records our workers during each of our runs: DIR/<procedure>.txt (collapsed stacks)",
     )
+    parser.add_argument(
+        "--widget-json-items", type=int, default=0, help="items in every widget's settings (0: the seed's, '{}')"
+    )
     parser.add_argument("--profile-idle", action="store_true", help="the profile counts waits too, not only CPU")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -256,6 +272,8 @@ def main() -> int:
         migrate(services.superuser_dsn(), Roles(), set_owner=True)
         services.start_pgbouncer(pool_size=20)
         seed(services.direct_dsn())
+        if args.widget_json_items > 0:
+            widen_settings(services.superuser_dsn(), args.widget_json_items)
 
         def start_ours(ttl: float) -> str:
             port = svc.free_port()
@@ -314,6 +332,7 @@ def main() -> int:
         print(
             f"gunicorn: {args.workers} workers x {args.threads} threads; Node anchor: {args.workers} cluster workers; "
             f"both through one PgBouncer; wrk -t1 -c{args.connections} -d{args.seconds}s; {os.cpu_count()} cores"
+            + (f"; widget settings: {args.widget_json_items} items" if args.widget_json_items else "")
         )
         head = f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         print(head)
