@@ -45,11 +45,11 @@ def release_copy(tmp_path: Path, version: str, broken_readiness: bool = False) -
     assert n == 1
     pyproject.write_text(text)
     if broken_readiness:
-        init = dest / "src" / "platform_api" / "__init__.py"
-        source = init.read_text()
+        factory = dest / "src" / "platform_api" / "factory.py"
+        source = factory.read_text()
         needle = "        body, status = health.readiness()\n"
         assert needle in source, "the readiness route moved: update this test"
-        init.write_text(source.replace(needle, '        body, status = {"ready": False, "broken": True}, 503\n'))
+        factory.write_text(source.replace(needle, '        body, status = {"ready": False, "broken": True}, 503\n'))
     return dest
 
 
