@@ -10,10 +10,10 @@ PgBouncer, warms both, then for each procedure
 runs `wrk -t1 -c20 -d<seconds>s --latency` against ours and then theirs:
 liveness, check (no cache: a database and Redis round trip per call, the
 anchor's a database one) and widgets.list (the session cookie, one tenant's
-page under RLS; --widget-json-items N gives every widget's `settings` N items, about
-80 bytes each, for pages whose JSON columns are not tiny). Prints requests/s and p50/p99 of both and the ratios, then
-ours alone for metrics and the check with its cache. Loopback only; every run
-ends by itself.
+page under RLS; --widget-json-items N gives every widget's `settings` N items,
+about 80 bytes each, for pages whose JSON columns are not tiny). Prints
+requests/s and p50/p99 of both and the ratios, then ours alone for metrics and
+the check with its cache. Loopback only; every run ends by itself.
 
     app/.venv/bin/python bench/app_health.py [--seconds 10] [--anchor DIR | --no-anchor] [--widget-json-items N]
 """
@@ -146,7 +146,8 @@ def seed(dsn: str) -> None:
 
 
 def widen_settings(dsn: str, items: int) -> None:
-    """Every widget's settings (jsonb) with `items` entries: a 20-widget page carries ~1.6 kB per 20 items."""
+    """Every widget's settings (jsonb) with `items` entries of about 80 bytes: with 25, a page of
+    20 widgets is about 45 kB (5 kB with the seed's empty settings)."""
     import psycopg
 
     settings = {
