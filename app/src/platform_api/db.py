@@ -56,7 +56,7 @@ _decode_json = json.JSONDecoder().decode
 def _json_loads(data: bytes) -> Any:
     """json and jsonb values arrive as UTF-8 text (client_encoding), so they go straight
     to the decoder: json.loads() on bytes first sniffs for UTF-16/32, a third of its
-    cost on a listing's small values."""
+    cost on small values. Listings do not parse them at all (api.base.JsonText)."""
     return _decode_json(data.decode())
 
 
