@@ -13,12 +13,10 @@ DISTROS ?= $(SUPPORTED_DISTROS)
 SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 # The six-host `cluster` scenario runs on these distros only (CI's time budget).
 CLUSTER_DISTROS ?= debian13
-# MOLECULE_LANES=2 (scripts/molecule-lanes.sh): SOLO_SCENARIOS one at a time in lane 0, and
-# the other scenarios in two lanes side by side, one per distro, started when lane 0's last
-# run starts its verify. A one-host scenario keeps about one core busy, so two share 2 cores;
-# the six-host cluster's converge beside anything doubled both (a one-host scenario: 503 s
-# beside it, 257 s alone), its verify keeps 24-53% of the cores busy between a few heavy
-# tests. MOLECULE_LANES=1: all in a row.
+# MOLECULE_LANES=2 (scripts/molecule-lanes.sh): SOLO_SCENARIOS first, one at a time, then
+# the other scenarios in two lanes side by side, one per distro. A one-host scenario keeps
+# about one core busy, so two share 2 cores; the six-host cluster beside anything doubled
+# both (a one-host scenario: 503 s beside it, 257 s alone). MOLECULE_LANES=1: all in a row.
 MOLECULE_LANES ?= 2
 SOLO_SCENARIOS ?= cluster
 

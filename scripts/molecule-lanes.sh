@@ -2,16 +2,12 @@
 # molecule test of every scenario on every distro.
 #   DISTROS, SCENARIOS, CLUSTER_DISTROS   what to run (the Makefile's variables)
 #   MOLECULE_LANES=1                      everything in a row
-#   MOLECULE_LANES=2                      SOLO_SCENARIOS first, one at a time, in lane 0; every
-#                                         other scenario in two lanes side by side, split by
-#                                         distro: lane 1 the first of DISTROS, lane 2 the rest.
-#                                         Lanes 1 and 2 start when the last solo run starts its
-#                                         verify (or lane 0 ends, passed or failed)
+#   MOLECULE_LANES=2                      SOLO_SCENARIOS first, one at a time; then every other
+#                                         scenario in two lanes side by side, split by distro:
+#                                         lane 1 the first of DISTROS, lane 2 the rest
 #   SOLO_SCENARIOS                        scenarios that load both cores alone (cluster: six hosts)
 # A one-host scenario keeps about one core busy (apt's postinsts, the tests' own waits), so
-# two of them share a 2-core machine; the cluster's converge beside another scenario doubled
-# both. The cluster's verify is mostly waits on its hosts and its playbooks (measured: 24-53%
-# of the 2 cores between its few heavy tests), so the lanes run beside it.
+# two of them share a 2-core machine; the cluster beside another scenario doubled both.
 # Every run has its own ephemeral directory and its own test OpenID provider port, so the
 # same scenario on two distros shares nothing. Each line is prefixed with its lane; per-run
 # times, and each molecule action's, go to .cache/test-times (a failed run's as well).
@@ -45,13 +41,11 @@ done
 mkdir -p .cache
 rm -f .cache/molecule-*.log
 lane_label=("" " (lane 1)" " (lane 2)")
-actions() { # actions LOG [FLAG]: molecule's output passed on and kept in LOG; each action's seconds
-  # (from the end of the one before) in LOG.actions, e.g. "create 31s, converge 164s, ...";
-  # FLAG, when given, is created as the verify action starts.
+actions() { # actions LOG: molecule's output passed on and kept in LOG; each action's seconds
+  # (from the end of the one before) in LOG.actions, e.g. "create 31s, converge 164s, ..."
   python3 -u -c '
 import re, sys, time
 last, spent = time.monotonic(), []
-flag = sys.argv[2] if len(sys.argv) > 2 else ""
 with open(sys.argv[1], "wb") as keep:
     for raw in sys.stdin.buffer:
         sys.stdout.buffer.write(raw)
@@ -60,8 +54,6 @@ with open(sys.argv[1], "wb") as keep:
         # "INFO [default > converge] Executed: ..." plain, "INFO default ➜ converge: Executed: ..." in
         # colour; not the recap at the end ("default > converge: Executed: ...", no INFO).
         line = re.sub(r"\x1b\[[0-9;]*m", "", raw.decode(errors="replace"))
-        if flag and re.match(r"INFO\s.*?(?:> verify\]|➜ verify:) Executing", line):
-            open(flag, "w").close()
         done = re.match(r"INFO\s.*?(?:> ([a-z_]+)\]|➜ ([a-z_]+):) Executed: ", line)
         if done:
             now = time.monotonic()
@@ -69,24 +61,20 @@ with open(sys.argv[1], "wb") as keep:
             last = now
 with open(sys.argv[1] + ".actions", "w") as out:
     out.write(", ".join(spent))
-' "$@"
+' "$1"
 }
 
-solo_flag=.cache/solo-verifying
-lane() { # lane N RUN...: each run in a row; the lane's status is the first failure's. Lane 0's
-  # last run creates $solo_flag as its verify starts.
-  local n=$1 status=0 run s d start i=0 flag; shift
+lane() { # lane N RUN...: each run in a row; the lane's status is the first failure's
+  local n=$1 status=0 run s d start; shift
   for run in "$@"; do
-    s=${run%/*}; d=${run#*/}; i=$((i + 1)); flag=""
-    if [ "$n" = 0 ] && [ "$i" = $# ]; then flag=$solo_flag; fi
+    s=${run%/*}; d=${run#*/}
     echo "==> molecule test -s $s on $d"
     start=$(date +%s)
     log=".cache/molecule-$s-$d.log"
-    # Each lane's test OpenID provider on its own port (9401, 9402, lane 0 9403); the ephemeral
-    # directory named by scenario and distro.
-    if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((n == 0 ? 9403 : 9400 + n)) \
+    # Lane 2's test OpenID provider on the next port; the ephemeral directory named by scenario and distro.
+    if MOLECULE_DISTRO=$d MOLECULE_OIDC_PORT=$((n == 2 ? 9402 : 9401)) \
         MOLECULE_EPHEMERAL_DIRECTORY="$HOME/.ansible/tmp/molecule.platform.$s.$d" \
-        molecule test -s "$s" </dev/null 2>&1 | actions "$log" $flag; then
+        molecule test -s "$s" </dev/null 2>&1 | actions "$log"; then
       echo "==> $s on $d passed in $(( $(date +%s) - start ))s"
       echo "  molecule $s/$d $(( $(date +%s) - start ))s${lane_label[$n]}: $(cat "$log.actions")" >> .cache/test-times
       rm -f "$log" "$log.actions"
@@ -109,23 +97,18 @@ start_lane() { # start_lane N RUN...: the lane in the background, its lines pref
 }
 
 failed=0
-rm -f .cache/lane-*.status "$solo_flag"
-if [ "$lanes" = 1 ]; then
+if [ ${#runs0[@]} -gt 0 ]; then
   echo "==> in a row: ${runs0[*]}"
   lane 0 "${runs0[@]}" || failed=1
-else
-  echo "==> lane 0: ${runs0[*]:-nothing}; lanes 1 and 2 start when its last run's verify starts"
-  start_lane 0 "${runs0[@]}"
-  started=$(date +%s)
-  until [ -e "$solo_flag" ] || [ -e .cache/lane-0.status ]; do sleep 2; done
-  echo "  lanes 1 and 2 started at $(( $(date +%s) - started ))s (lane 0's last verify started or lane 0 ended)" \
-    >> .cache/test-times
+fi
+if [ ${#runs1[@]} -gt 0 ] || [ ${#runs2[@]} -gt 0 ]; then
   echo "==> lane 1: ${runs1[*]:-nothing}"
   echo "==> lane 2: ${runs2[*]:-nothing}"
+  rm -f .cache/lane-*.status
   start_lane 1 "${runs1[@]}"
   start_lane 2 "${runs2[@]}"
   wait
-  for n in 0 1 2; do [ "$(cat ".cache/lane-$n.status" 2>/dev/null)" = 0 ] || failed=1; done
+  for n in 1 2; do [ "$(cat ".cache/lane-$n.status" 2>/dev/null)" = 0 ] || failed=1; done
 fi
 if [ "$failed" -ne 0 ]; then
   for log in .cache/molecule-*.log; do
