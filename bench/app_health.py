@@ -290,7 +290,8 @@ def main() -> int:
                 "GUNICORN_ACCESSLOG": "",
                 "LOG_LEVEL": "WARNING",
                 "HEALTH_CACHE_TTL": str(ttl),
-                "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
+                # Under the services' directory, which is removed when they stop.
+                "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-", dir=services.root),
             }
             log = services.root / f"gunicorn-{port}.log"
             procs[f"ours-{ttl}"] = subprocess.Popen(

@@ -287,6 +287,8 @@ user app on >{REDIS_PASSWORD} ~* &* +@all -@dangerous
                 preexec_fn=_demote,
                 check=False,
             )
+        # The data directory, sockets and logs are this run's only: nothing is left in /tmp.
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start() -> Services:
