@@ -86,6 +86,26 @@ def skip_unless_site(hostvars) -> None:
         pytest.skip(f"this scenario converges the {scope} plays only")
 
 
+def is_fleet(hostvars) -> bool:
+    """More than one host in the scenario (testinfra's groups['all'] names a host once per group)."""
+    return len(set(hostvars.get("groups", {}).get("all") or [])) > 1
+
+
+def in_one_host_scenarios_only(hostvars, why: str) -> None:
+    """Skip in a fleet scenario (cluster): for a test of a role's own logic from -e values (a
+    refusal, a validation), which the same role with the same values proves in the one-host
+    scenarios on every distro. The fleet adds nothing to it but minutes of the cluster's verify,
+    which runs alone (scripts/molecule-lanes.sh)."""
+    if is_fleet(hostvars):
+        pytest.skip(f"{why}: proven in the one-host scenarios (default, every distro)")
+
+
+def audits_the_whole_stack(inventory: dict[str, dict]) -> bool:
+    """The scenario whose tests/test_audit.py runs playbooks/audit.yml, Lynis included: the one
+    that converges every group, monitoring too, on its host (default)."""
+    return any("monitor" in v.get("group_names", []) for v in inventory.values())
+
+
 def only_on_first(host, hostvars, group: str, why: str) -> None:
     """Skip on every host but the group's first: for checks that every other host of the
     group would only repeat (the same role, the same values from -e)."""

@@ -14,6 +14,7 @@ from conftest import (
     HttpsLoad,
     controller_path,
     declared,
+    in_one_host_scenarios_only,
     only_on_first,
     pgb,
     run_playbook,
@@ -274,6 +275,7 @@ PRODUCTION = {"app_env": "production", "app_auth_google_issuer": "", "app_auth_m
 def test_preflight_refuses_bad_secrets(host, hostvars, tmp_path, extra, message):
     """The app's preflight (playbooks/preflight.yml runs it before any change) names what is wrong, never the value."""
     only_on_first(host, hostvars, "app", "the -e value overrides every app host's the same way")
+    in_one_host_scenarios_only(hostvars, "the app role's validation of -e values")
     play = [
         {
             "hosts": host.backend.host,

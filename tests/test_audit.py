@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import playbook, skip_unless_site
+from conftest import audits_the_whole_stack, playbook, skip_unless_site
 
 # The items audit.sh adds on top of verify.yml's checks, per group.
 ITEMS = {
@@ -35,7 +35,7 @@ ITEMS = {
 def only_the_whole_stack(hostvars, inventory):
     """The scenario that converges everything on one host (default): once, not per host."""
     skip_unless_site(hostvars)
-    if not any("monitor" in v.get("group_names", []) for v in inventory.values()):
+    if not audits_the_whole_stack(inventory):
         pytest.skip("audited in the scenario that converges the whole stack (default)")
 
 

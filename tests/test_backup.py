@@ -26,7 +26,7 @@ import uuid
 import pytest
 import testinfra
 
-from conftest import network, pgb, playbook, secret
+from conftest import is_fleet, network, pgb, playbook, secret
 
 PG_VERSIONS = {"bookworm": "15", "trixie": "17"}
 
@@ -131,9 +131,11 @@ def test_a_failed_backup_alerts_and_is_reported(db):
     assert 'pgbackrest_stanza_status{stanza="platform"} 0' in db.repo.file(status_file).content_string
 
 
-def test_restore_refuses_without_confirmation_and_changes_nothing(db):
+def test_restore_refuses_without_confirmation_and_changes_nothing(db, hostvars):
     """Without restore_confirm naming the db host, with a target PostgreSQL cannot read or one in
-    the future, restore.yml stops before anything: the same postmaster, the API still up."""
+    the future, restore.yml stops before anything: the same postmaster, the API still up. The two
+    targets the db host's PostgreSQL judges are tried in the one-host scenarios (every distro): in
+    the fleet they would repeat the same check on the db host, 15-18 s each of the cluster's verify."""
     started = db.postmaster_started()
     plain = playbook("restore.yml")
     assert plain.returncode != 0
@@ -141,7 +143,10 @@ def test_restore_refuses_without_confirmation_and_changes_nothing(db):
     assert "this overwrites PostgreSQL's data directory /var/lib/postgresql/" in out
     assert f"-e restore_confirm={db.name}" in out
     assert "Nothing was changed" in out
-    for target in ("2026-13-45 10:00:00+00", "2999-01-01 00:00:00+00", "yesterday"):
+    targets = ["2026-13-45 10:00:00+00", "2999-01-01 00:00:00+00", "yesterday"]
+    if is_fleet(hostvars):
+        targets = ["yesterday"]
+    for target in targets:
         bad = playbook("restore.yml", "-e", json.dumps({"restore_target": target, "restore_confirm": db.name}))
         assert bad.returncode != 0, target
         assert "Nothing was changed" in bad.stdout + bad.stderr, target

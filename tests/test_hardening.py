@@ -16,7 +16,18 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import pytest
 
-from conftest import REPO, declared, only_on_first, pg, pgb, run_playbook, secret, skip_unless_site
+from conftest import (
+    REPO,
+    audits_the_whole_stack,
+    declared,
+    in_one_host_scenarios_only,
+    only_on_first,
+    pg,
+    pgb,
+    run_playbook,
+    secret,
+    skip_unless_site,
+)
 
 # systemd-analyze security: the issue's limit for the daemons' sandboxes.
 EXPOSURE_LIMIT = 4.5
@@ -265,6 +276,7 @@ def test_secrets_survive_systemds_parser(host, group_names, hostvars):
 def test_preflight_refuses_what_the_app_refuses(host, hostvars, tmp_path, extra, message):
     """The preflight accepted app_env: test and passwords such as passwd; the app then refused them mid-deploy."""
     only_on_first(host, hostvars, "app", "the -e value overrides every app host's the same way")
+    in_one_host_scenarios_only(hostvars, "the app role's validation of -e values")
     play = [
         {
             "hosts": host.backend.host,
@@ -280,6 +292,7 @@ def test_preflight_refuses_what_the_app_refuses(host, hostvars, tmp_path, extra,
 def test_a_configuration_the_release_refuses_changes_nothing(host, hostvars, tmp_path):
     """check-config of the new release, through systemd's parser, before migrate and the `current` switch."""
     only_on_first(host, hostvars, "app", "every app host runs the same role with the same -e value")
+    in_one_host_scenarios_only(hostvars, "the app role's refusal of a value the release refuses")
     env_before = host.check_output("sha256sum /etc/platform-api/env")
     current_before = host.check_output("readlink /srv/platform-api/current")
     play = [
@@ -311,6 +324,20 @@ LYNIS_MINIMUM = 80
 _LYNIS: dict[str, Future] = {}
 
 
+def _lynis_elsewhere(name: str, inventory: dict[str, dict]) -> str | None:
+    """Why this host's Lynis index is proven by another run (None: Lynis runs here). The
+    scenario that audits the whole stack runs Lynis in tests/test_audit.py (audit.yml's
+    'lynis: hardening index', the same minimum, its index printed in the table); a host with
+    the same groups as one before it (app2 beside app1) has the same roles and hardening."""
+    if audits_the_whole_stack(inventory):
+        return "tests/test_audit.py runs Lynis on this host (audit.yml: 'lynis: hardening index', at least 80)"
+    groups = sorted(inventory[name].get("group_names", []))
+    twin = next(other for other in sorted(inventory) if sorted(inventory[other].get("group_names", [])) == groups)
+    if twin != name:
+        return f"{twin} has the same groups, so the same roles and hardening: Lynis runs there"
+    return None
+
+
 def _lynis_audit(host) -> tuple[str, str]:
     host.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lynis >/dev/null")
     host.check_output("lynis audit system --quick --no-colors >/dev/null 2>&1 || true")
@@ -318,15 +345,22 @@ def _lynis_audit(host) -> tuple[str, str]:
 
 
 @pytest.fixture
-def lynis(request, host) -> tuple[str, str]:
+def lynis(request, host, inventory) -> tuple[str, str]:
     """This host's Lynis report and log, from the run that audited every host of the session at once."""
+    if reason := _lynis_elsewhere(host.backend.host, inventory):
+        pytest.skip(reason)
     if host.backend.host not in _LYNIS:
         hosts = {
             item.callspec.params["_testinfra_host"]
             for item in request.session.items
             if getattr(item, "originalname", "") == request.node.originalname
         }
-        hosts = {h for h in hosts if h.backend.get_variables().get("converge_scope", "site") == "site"} | {host}
+        hosts = {
+            h
+            for h in hosts
+            if h.backend.get_variables().get("converge_scope", "site") == "site"
+            and _lynis_elsewhere(h.backend.host, inventory) is None
+        } | {host}
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             _LYNIS.update({h.backend.host: pool.submit(_lynis_audit, h) for h in hosts if h.backend.host not in _LYNIS})
             wait(_LYNIS.values(), timeout=900)
