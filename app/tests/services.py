@@ -268,7 +268,8 @@ user app on >{REDIS_PASSWORD} ~* &* +@all -@dangerous
             proc.terminate()
             proc.wait(10)
 
-    def stop_all(self) -> None:
+    def stop_all(self, keep: bool = False) -> None:
+        """Stop every service and remove the directory, unless `keep` (its logs explain a failure)."""
         for name in ("redis", "pgbouncer"):
             proc = self.procs.pop(name, None)
             if proc:
@@ -288,7 +289,8 @@ user app on >{REDIS_PASSWORD} ~* &* +@all -@dangerous
                 check=False,
             )
         # The data directory, sockets and logs are this run's only: nothing is left in /tmp.
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start() -> Services:
@@ -296,7 +298,8 @@ def start() -> Services:
     services = Services(Path(tempfile.mkdtemp(prefix="platform-api-test-")))
     try:
         services.start_all()
-    except Exception:
-        services.stop_all()
+    except Exception as exc:
+        services.stop_all(keep=True)
+        exc.add_note(f"the services' logs are kept in {services.root}")
         raise
     return services
