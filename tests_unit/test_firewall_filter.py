@@ -157,6 +157,42 @@ def test_firewall_matrix_comes_from_the_roles_declarations():
     assert services["https"]["public"] is True
 
 
+class CountingHostvars(dict):
+    """hostvars that count each host's reads: Ansible's `hostvars[host]` is a whole get_vars."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, host):
+        self.reads[host] = self.reads.get(host, 0) + 1
+        return super().__getitem__(host)
+
+
+def test_one_filter_call_reads_each_host_once_and_the_next_call_reads_again():
+    """A default built from other variables, a firewall's declarations and the scrape jobs
+    read each host's variables once per call, and a later call sees what changed since."""
+    hv = CountingHostvars({"lb1": {"tls_dir": "/srv/tls"}})
+    assert fw.offer(hv, "lb1", "tls_cert_file") == "/srv/tls/server.crt"
+    assert hv.reads == {"lb1": 1}
+
+    roles = ["nginx", "app", "pgbouncer", "postgresql", "redis"]
+    hv = CountingHostvars({"db1": {"pgbouncer_port": 6543, "pgbouncer_client_groups": ["app", "ops"]}})
+    services = {s["name"]: s for s in fw.firewall_declarations(roles, hv, "db1")}
+    assert services["pgbouncer"]["ports"] == [6543]
+    assert hv.reads == {"db1": 1}
+
+    dict.__getitem__(hv, "db1")["pgbouncer_port"] = 6544  # not a read
+    assert fw.offer(hv, "db1", "pgbouncer_port") == 6544
+    assert hv.reads == {"db1": 2}
+
+    groups = {"all": ["aio"], "lb": ["aio"], "app": ["aio"], "db": ["aio"], "cache": ["aio"], "monitor": ["aio"]}
+    hv = CountingHostvars({"aio": {"ansible_host": "10.0.0.5", "group_names": sorted(groups)}})
+    jobs = fw.prometheus_scrape_configs(groups, hv, "aio")
+    assert {job["job_name"] for job in jobs} >= {"node", "postgres", "redis", "platform-api", "prometheus"}
+    assert hv.reads == {"aio": 1}
+
+
 def test_integer_port_lists_are_accepted():
     """app_ports feeds the firewall as a list of integers."""
     service = {"name": "platform_api", "ports": [3001, 3002], "on_groups": ["app"], "from_groups": ["lb"]}

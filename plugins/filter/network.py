@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,41 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 _PORT_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})$")
+
+
+class _ReadOnce(Mapping[str, Any]):
+    """`hostvars` for the length of one filter call, each host's variables read once.
+
+    Ansible's `hostvars[host]` is a whole `VariableManager.get_vars` (every group_vars,
+    host_vars, fact and role default of that host), and one filter call may read
+    several variables of the same host: an offer whose default refers to other
+    variables, a firewall's declarations, a scrape job per exporter. Nothing a filter
+    reads changes while it runs, so each host is read once per call.
+    """
+
+    def __init__(self, hostvars: Mapping[str, Any]) -> None:
+        self._hostvars = hostvars
+        self._read: dict[str, Any] = {}
+
+    def __getitem__(self, host: str) -> Any:
+        try:
+            return self._read[host]
+        except KeyError:
+            value = self._read[host] = self._hostvars[host]
+            return value
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._read or host in self._hostvars
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._hostvars)
+
+    def __len__(self) -> int:
+        return len(self._hostvars)
+
+
+def _read_once(hostvars: Mapping[str, Any]) -> Mapping[str, Any]:
+    return hostvars if isinstance(hostvars, _ReadOnce) else _ReadOnce(hostvars)
 
 
 def _split(addresses: Iterable[str], where: str) -> dict[str, list[str]]:
@@ -88,6 +123,7 @@ def private_address(hostvars: Mapping[str, Any], host: str) -> str:
     IP address. A host with two interfaces sets `private_address` to the one on
     the platform's network.
     """
+    hostvars = _read_once(hostvars)
     hv = hostvars[host]
     explicit = _get(hv, "private_address")
     if explicit:
@@ -121,6 +157,7 @@ def group_addresses(
     group_list: Iterable[str], groups: Mapping[str, Iterable[str]], hostvars: Mapping[str, Any]
 ) -> list[str]:
     """The private address of every host in the given groups, as CIDRs (/32, /128), sorted and unique."""
+    hostvars = _read_once(hostvars)
     sources = [private_address(hostvars, host) for group in group_list for host in groups.get(group, [])]
     split = _split(sources, "group_addresses")
     return split["v4"] + split["v6"]
@@ -175,6 +212,7 @@ def offer(hostvars: Mapping[str, Any], host: str, name: str, default: Any = _MIS
     is rendered from the same sources; one that needs more than variables (facts,
     filters) must be set in the inventory to be read from another host.
     """
+    hostvars = _read_once(hostvars)
     if _depth > 8:
         raise AnsibleFilterError(f"offer: '{name}' refers to itself")
     if host not in hostvars:
@@ -213,6 +251,7 @@ def _render(hostvars: Mapping[str, Any], host: str, name: str, text: str, depth:
 def offered_ports(hostvars: Mapping[str, Any], host: str, name: str) -> list[int]:
     """A port offer as a list of ports: an integer, a list of them, or a list of
     mappings with a `port` (redis_instances)."""
+    hostvars = _read_once(hostvars)
     value = offer(hostvars, host, name)
     items = value if isinstance(value, list | tuple) else [value]
     ports = [int(item["port"]) if isinstance(item, Mapping) else int(item) for item in items]
@@ -225,6 +264,7 @@ def firewall_declarations(roles: Iterable[str], hostvars: Mapping[str, Any], hos
     """Every `<role>_firewall_services` the given roles declare (inventory first,
     then the role's defaults), resolved for `host`: `ports_var` becomes the ports
     the role offers on this host, `from_groups_var` the groups its variable names."""
+    hostvars = _read_once(hostvars)
     services: list[dict[str, Any]] = []
     for role in roles:
         for service in offer(hostvars, host, f"{role}_firewall_services", default=[]) or []:
@@ -271,6 +311,7 @@ def firewall_rules(
     anyway). A from_groups that names an empty or unknown group yields a rule
     with no sources, which opens nothing.
     """
+    hostvars = _read_once(hostvars)
     mine = set(group_names)
     rules: list[dict[str, Any]] = []
     for service in services:
@@ -325,6 +366,7 @@ def derived_secret(parent: Any, purpose: str) -> str:
 def alertmanager_urls(monitors: Iterable[str], hostvars: Mapping[str, Any]) -> list[str]:
     """The Alertmanager API (/api/v2/alerts) of each monitor host, at its private
     address: https when that host's Alertmanager serves TLS (prometheus_web_tls)."""
+    hostvars = _read_once(hostvars)
     return [
         f"{'https' if offer(hostvars, h, 'prometheus_web_tls') else 'http'}://"
         f"{bracket_ipv6(private_address(hostvars, h))}:"
@@ -343,6 +385,7 @@ def alert_senders(monitors: Iterable[str], hostvars: Mapping[str, Any], ca_file:
     when that Alertmanager asks for basic auth, the sender's user and password
     (derived from the monitor's admin password, as the prometheus role derives
     it); the CA file when it serves TLS."""
+    hostvars = _read_once(hostvars)
     monitors = list(monitors)
     senders = []
     for h, url in zip(monitors, alertmanager_urls(monitors, hostvars), strict=True):
@@ -372,6 +415,7 @@ def prometheus_scrape_configs(
     the host, comma-separated). Ports are what each host's roles offer.
     `self_client` (scheme, tls_config, basic_auth) goes into the jobs that scrape
     the monitor's own Prometheus and Alertmanager, when they ask for TLS/auth."""
+    hostvars = _read_once(hostvars)
     jobs: list[dict[str, Any]] = []
 
     def hosts(group: str) -> list[str]:
