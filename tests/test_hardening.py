@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import pytest
 
 from conftest import (
+    LYNIS_MINIMUM,
     REPO,
     audits_the_whole_stack,
     declared,
@@ -315,9 +316,6 @@ def test_a_configuration_the_release_refuses_changes_nothing(host, hostvars, tmp
 
 # -- Lynis -----------------------------------------------------------------------
 
-LYNIS_MINIMUM = 80
-
-
 # Lynis' audit of every host of the run, started together by the first host's test
 # (one 30 s audit per host, side by side instead of in a row), finished before any
 # host's test reads its report, so no other test shares the CPU with the audits.
@@ -330,7 +328,10 @@ def _lynis_elsewhere(name: str, inventory: dict[str, dict]) -> str | None:
     'lynis: hardening index', the same minimum, its index printed in the table); a host with
     the same groups as one before it (app2 beside app1) has the same roles and hardening."""
     if audits_the_whole_stack(inventory):
-        return "tests/test_audit.py runs Lynis on this host (audit.yml: 'lynis: hardening index', at least 80)"
+        return (
+            "tests/test_audit.py runs Lynis on this host "
+            f"(audit.yml: 'lynis: hardening index', at least {LYNIS_MINIMUM})"
+        )
     groups = sorted(inventory[name].get("group_names", []))
     twin = next(other for other in sorted(inventory) if sorted(inventory[other].get("group_names", [])) == groups)
     if twin != name:
