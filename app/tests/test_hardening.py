@@ -229,6 +229,85 @@ def test_a_pgbouncer_restart_costs_no_request(services):
         database.close()
 
 
+def test_a_read_is_one_read_only_transaction_of_its_tenant_and_survives_a_pgbouncer_restart(services):
+    """Database.read (every tRPC query): BEGIN READ ONLY and the tenant's settings leave with the first
+    statement, so a write in a query fails and rolls back; the statements see only their tenant; after
+    end_with_commit the cursor refuses statements (they would run outside the transaction, without a
+    tenant); a pooled connection PgBouncer closed is replaced and the read runs again."""
+    tenant, other = _tenant_with_widget(services), _tenant_with_widget(services)
+    database = Database(Settings.from_env(app_env(services, DB_POOL_MIN="2", DB_POOL_MAX="2")))
+    database.open(wait=True)
+    try:
+
+        def look(cur):
+            cur.execute(
+                "SELECT current_setting('transaction_read_only'), current_setting('app.current_tenant_id'), "
+                "array_agg(DISTINCT tenant_id::text) FROM widgets"
+            )
+            return cur.fetchone()
+
+        assert database.read(tenant, look) == ("on", tenant, [tenant])
+        assert database.read(other, look) == ("on", other, [other])
+
+        def write(cur):
+            cur.execute("INSERT INTO widgets (tenant_id, name) VALUES (%s, 'written by a read')", (tenant,))
+            return cur.fetchone()
+
+        with pytest.raises(errors.ReadOnlySqlTransaction):
+            database.read(tenant, write)
+        with psycopg.connect(services.superuser_dsn()) as conn:
+            assert conn.execute("SELECT count(*) FROM widgets WHERE name = 'written by a read'").fetchone() == (0,)
+
+        def after_the_end(cur):
+            cur.execute("SELECT count(*) FROM widgets")
+            cur.end_with_commit()
+            count = cur.fetchone()
+            with pytest.raises(psycopg.InterfaceError, match="has ended"):
+                cur.execute("SELECT count(*) FROM widgets")
+            return count
+
+        assert database.read(tenant, after_the_end) == (1,)
+        # The connections are clean afterwards: no transaction left open, no tenant left set.
+        with database.scoped_transaction({}) as cur:
+            cur.execute("SELECT current_setting('app.current_tenant_id', true), (SELECT count(*) FROM widgets)")
+            assert cur.fetchone() == ("", 0)
+
+        services.restart_pgbouncer()
+        assert database.read(tenant, look) == ("on", tenant, [tenant])
+    finally:
+        database.close()
+
+
+def test_query_procedures_run_read_only_and_mutations_do_not(app):
+    """TenantAPI sends a query procedure's work through Database.read (a write in it fails: a query cannot
+    change data, whatever its code does) and a mutation's through a writable tenant transaction."""
+    from platform_api.api import TenantAPI
+    from platform_api.api.base import Input
+    from platform_api.auth import Identity
+    from platform_api.trpc import Router, TRPCError
+
+    platform = app.extensions["platform"]
+    router = Router()
+    probe = TenantAPI(router, platform["auth"], platform["db"])
+
+    def mode(ctx, _input):
+        return ctx.one(
+            "SELECT current_setting('transaction_read_only') AS ro, current_setting('app.current_tenant_id') AS t"
+        )
+
+    probe.query("probe.read", Input)(mode)
+    probe.mutation("probe.write", Input)(mode)
+    store = platform["auth"].store
+    _, token = store.create("google", Identity("sub-probe", f"probe-{uuid.uuid4().hex}@example.test", True, "P", None))
+    tenant = str(store.principal(token).tenant_id)
+    with app.test_request_context("/trpc/probe.read", headers={"Cookie": f"authjs.session-token={token}"}):
+        assert router.procedures["probe.read"].handler({}) == {"ro": "on", "t": tenant}
+    with app.test_request_context("/trpc/probe.write", headers={"Cookie": f"authjs.session-token={token}"}):
+        assert router.procedures["probe.write"].handler({}) == {"ro": "off", "t": tenant}
+    with app.test_request_context("/trpc/probe.read"), pytest.raises(TRPCError):  # no session: refused
+        router.procedures["probe.read"].handler({})
+
+
 # -- the runtime role ----------------------------------------------------------
 
 

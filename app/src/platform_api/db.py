@@ -15,9 +15,9 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -26,6 +26,8 @@ from psycopg_pool import ConnectionPool
 
 from . import metrics
 from .config import Settings
+
+T = TypeVar("T")
 
 _SETTING_NAME = re.compile(r"^app\.[a-z_]{1,63}$")
 
@@ -81,6 +83,25 @@ def _transaction(conn: psycopg.Connection) -> Iterator[None]:
             conn.rollback()
         raise
     conn.commit()
+
+
+class ReadCursor(psycopg.Cursor):
+    """The cursor of a read (Database.read), in pipeline mode: end_with_commit() queues COMMIT
+    behind the statements already sent, so they and the end of the transaction share one
+    round trip; after it, the cursor refuses statements (they would run outside the
+    transaction, without its tenant)."""
+
+    ended = False
+
+    def execute(self, *args: Any, **kwargs: Any) -> ReadCursor:
+        if self.ended:
+            raise psycopg.InterfaceError("the read's transaction has ended")
+        return super().execute(*args, **kwargs)
+
+    def end_with_commit(self) -> None:
+        if not self.ended:
+            self.connection.execute("COMMIT")
+            self.ended = True
 
 
 class Database:
@@ -153,14 +174,7 @@ class Database:
 
         `then` (query, params): a statement sent with BEGIN and the settings, whose
         result the cursor holds on entry (see scoped_query)."""
-        for name in settings:
-            if not _SETTING_NAME.match(name):
-                raise ValueError(f"invalid setting name {name!r}")
-        scoped = {name: "" for name in KNOWN_SETTINGS} | dict(settings)
-        names = ["statement_timeout", "lock_timeout", *scoped]
-        values = [self.statement_timeout, self.lock_timeout, *scoped.values()]
-        query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
-        params = [p for pair in zip(names, values, strict=True) for p in pair]
+        query, params = self._settings_statement(settings)
         stack, cur = self._begin(query, params, timeout, then)
         with stack:
             try:
@@ -170,6 +184,59 @@ class Database:
                     metrics.RLS_VIOLATIONS.inc()
                 raise
         self.update_pool_gauges()
+
+    def _settings_statement(self, settings: Mapping[str, str]) -> tuple[str, list[str]]:
+        """The statement that opens every scoped transaction: the timeouts and every app.*
+        setting (those not given set empty), all transaction-local."""
+        for name in settings:
+            if not _SETTING_NAME.match(name):
+                raise ValueError(f"invalid setting name {name!r}")
+        scoped = {name: "" for name in KNOWN_SETTINGS} | dict(settings)
+        names = ["statement_timeout", "lock_timeout", *scoped]
+        values = [self.statement_timeout, self.lock_timeout, *scoped.values()]
+        query = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
+        return query, [p for pair in zip(names, values, strict=True) for p in pair]
+
+    def read(self, tenant_id: uuid.UUID | str, work: Callable[[ReadCursor], T], *, timeout: float | None = None) -> T:
+        """work(cur) in one READ ONLY transaction for the tenant (a tRPC query): a write in it fails.
+
+        BEGIN and the settings are queued, not sent: they leave with work's first statement,
+        in its round trip (the connection stays in pipeline mode while work runs; each fetch
+        is a sync). When work ends the transaction itself (cur.end_with_commit, with its last
+        statements), a read is BEGIN, settings, statements and COMMIT in one round trip.
+        A pooled connection found closed (PgBouncer or PostgreSQL restarted while it sat
+        idle) runs work again, once, on a fresh connection: read only, nothing it did can
+        have taken effect.
+        """
+        query, params = self._settings_statement({"app.current_tenant_id": tenant_id_str(tenant_id)})
+        for attempt in (1, 2):
+            with self.pool.connection(timeout=timeout) as conn:
+                cur = ReadCursor(conn)
+                try:
+                    with conn.pipeline():
+                        conn.execute("BEGIN READ ONLY")
+                        conn.execute(query, params)
+                        result = work(cur)
+                        if not cur.ended:
+                            conn.execute("COMMIT")
+                except psycopg.OperationalError:
+                    broken = conn.broken or conn.closed
+                    if not broken:
+                        with suppress(psycopg.Error):
+                            conn.rollback()
+                    if attempt == 2 or not broken:
+                        raise
+                    self.pool.check()
+                    continue
+                except BaseException:
+                    with suppress(psycopg.Error):  # a broken connection: the pool discards it
+                        conn.rollback()
+                    raise
+                finally:
+                    cur.close()
+            self.update_pool_gauges()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def scoped_query(
         self, settings: Mapping[str, str], query: str, params: Any = (), *, timeout: float | None = None

@@ -1,6 +1,7 @@
 """What every tenant procedure shares: the principal from the session cookie,
-the role checks, input validation, one tenant transaction per call, and rows
-turned into the original's JSON (camelCase, ISO dates, decimals as strings).
+the role checks, input validation, one tenant transaction per call (read only for
+a query), and rows turned into the original's JSON (camelCase, ISO dates, decimals
+as strings).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import Auth, Principal
 from ..auth.store import iso
-from ..db import Database
+from ..db import Database, ReadCursor
 from ..trpc import RawJSON, Router, TRPCError
 
 ROLE_RANK = {"member": 1, "admin": 2, "owner": 3}
@@ -67,19 +68,33 @@ class Ctx:
     def user_id(self) -> uuid.UUID:
         return self.principal.user_id
 
-    def one(self, query: str, params: Mapping[str, Any] | Iterable[Any] = ()) -> dict[str, Any] | None:
+    def _last(self, last: bool) -> None:
+        """In a read (a query's transaction), `last`: nothing follows this statement, so COMMIT
+        leaves with it. A write's transaction commits when its procedure returns."""
+        if last and isinstance(self.cur, ReadCursor):
+            self.cur.end_with_commit()
+
+    def one(
+        self, query: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
+    ) -> dict[str, Any] | None:
         self.cur.execute(query, params)
+        self._last(last)
         return self.cur.fetchone()
 
-    def all(self, query: str, params: Mapping[str, Any] | Iterable[Any] = ()) -> list[dict[str, Any]]:
+    def all(
+        self, query: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
+    ) -> list[dict[str, Any]]:
         self.cur.execute(query, params)
+        self._last(last)
         return self.cur.fetchall()
 
     def page_and_count(
-        self, query: str, count: str, params: Mapping[str, Any] | Iterable[Any] = ()
+        self, query: str, count: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """A page of rows, already as JSON (out_row), and a count: both statements sent before
         either result is read, one round trip in pipeline mode."""
+        if getattr(self.cur, "ended", False):
+            raise psycopg.InterfaceError("the read's transaction has ended")
         conn = self.cur.connection
         with conn.cursor(row_factory=out_row) as rows, conn.cursor(row_factory=dict_row) as other:
             for name in ("json", "jsonb"):
@@ -87,6 +102,7 @@ class Ctx:
             with conn.pipeline():
                 rows.execute(query, params)
                 other.execute(count, params)
+                self._last(last)
             return rows.fetchall(), other.fetchone()
 
 
@@ -147,6 +163,7 @@ def listing(
         f"SELECT {columns} FROM {table} {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
         f"SELECT count(*) AS n FROM {table} {where}",
         params,
+        last=True,
     )
     total = count["n"]
     return {key: rows, "total": total, "hasMore": p.offset + len(rows) < total}
@@ -154,7 +171,7 @@ def listing(
 
 def get_by_id(ctx: Ctx, table: str, what: str, row_id: uuid.UUID, columns: str) -> dict[str, Any]:
     """One row by id under RLS, or NOT_FOUND (also for another tenant's id)."""
-    row = ctx.one(f"SELECT {columns} FROM {table} WHERE id = %s", (row_id,))
+    row = ctx.one(f"SELECT {columns} FROM {table} WHERE id = %s", (row_id,), last=True)
     if row is None:
         raise not_found(what)
     return out(row)
@@ -230,9 +247,12 @@ class TenantAPI:
                 except ValidationError as exc:
                     raise TRPCError("BAD_REQUEST", validation_message(exc)) from None
                 try:
+                    if kind == "query":
+                        return self.db.read(
+                            principal.tenant_id, lambda cur: fn(Ctx(with_dict_rows(cur), principal), data)
+                        )
                     with self.db.tenant_transaction(principal.tenant_id) as cur:
-                        cur.row_factory = dict_row
-                        return fn(Ctx(cur, principal), data)
+                        return fn(Ctx(with_dict_rows(cur), principal), data)
                 except psycopg.errors.UniqueViolation:
                     raise TRPCError("CONFLICT", conflict) from None
                 except psycopg.errors.ForeignKeyViolation:
@@ -243,6 +263,11 @@ class TenantAPI:
             return fn
 
         return decorator
+
+
+def with_dict_rows(cur: psycopg.Cursor) -> psycopg.Cursor:
+    cur.row_factory = dict_row
+    return cur
 
 
 def require_role(ctx: Ctx, role: str) -> None:

@@ -100,5 +100,6 @@ def register(api: TenantAPI) -> None:
             " WHERE search_vector @@ q AND (%(category)s::text IS NULL OR category = %(category)s) "
             " ORDER BY rank DESC, id LIMIT %(limit)s",
             {"query": p.query, "category": p.category, "limit": p.limit},
+            last=True,
         )
         return {"results": [out(r) for r in rows], "query": p.query}
