@@ -278,6 +278,51 @@ def test_a_read_is_one_read_only_transaction_of_its_tenant_and_survives_a_pgboun
         database.close()
 
 
+def test_a_read_sent_as_one_query_keeps_its_timeouts_and_its_values_exact(services):
+    """A read's statements leave with BEGIN and the settings in one simple query, bound on the client:
+    the statement and lock timeouts set in that query still bound the statements after them (a read
+    must not hang on a slow query or a locked table), and values with quotes, backslashes, percent
+    signs and semicolons arrive as sent, never as SQL. The same for scoped_query (session lookups)."""
+    tenant = _tenant_with_widget(services)
+    database = Database(Settings.from_env(app_env(services, DB_STATEMENT_TIMEOUT_MS="1000", DB_LOCK_TIMEOUT_MS="200")))
+    database.open(wait=True)
+    locker = psycopg.connect(services.direct_dsn())
+    try:
+        tricky = "it's \\ 100% ; COMMIT; DROP TABLE widgets; --"
+
+        def echo(cur):
+            cur.execute("SELECT %s::text, %s::int, current_setting('app.current_tenant_id')", (tricky, 7), commit=True)
+            return cur.fetchone()
+
+        assert database.read(tenant, echo) == (tricky, 7, tenant)
+        assert database.scoped_query({}, "SELECT %s::text", (tricky,)) == [(tricky,)]
+
+        def slow(cur):
+            cur.execute("SELECT pg_sleep(3)", commit=True)
+
+        for run in (lambda: database.read(tenant, slow), lambda: database.scoped_query({}, "SELECT pg_sleep(3)")):
+            started = time.monotonic()
+            with pytest.raises(errors.QueryCanceled):
+                run()
+            assert time.monotonic() - started < 2.0
+
+        locker.execute("LOCK TABLE widgets IN ACCESS EXCLUSIVE MODE")
+
+        def count(cur):
+            cur.execute("SELECT count(*) FROM widgets", commit=True)
+            return cur.fetchone()
+
+        started = time.monotonic()
+        with pytest.raises(errors.LockNotAvailable):
+            database.read(tenant, count)
+        assert time.monotonic() - started < 2.0
+        locker.rollback()
+        assert database.read(tenant, count) == (1,)  # the pool's connections are clean again
+    finally:
+        locker.close()
+        database.close()
+
+
 def test_query_procedures_run_read_only_and_mutations_do_not(app):
     """TenantAPI sends a query procedure's work through Database.read (a write in it fails: a query cannot
     change data, whatever its code does) and a mutation's through a writable tenant transaction."""

@@ -85,23 +85,47 @@ def _transaction(conn: psycopg.Connection) -> Iterator[None]:
     conn.commit()
 
 
-class ReadCursor(psycopg.Cursor):
-    """The cursor of a read (Database.read), in pipeline mode: end_with_commit() queues COMMIT
-    behind the statements already sent, so they and the end of the transaction share one
-    round trip; after it, the cursor refuses statements (they would run outside the
-    transaction, without its tenant)."""
+class ReadCursor(psycopg.ClientCursor):
+    """The cursor of a read (Database.read, Database.scoped_query). The statements that open its
+    transaction (BEGIN, the settings) are queued, not sent: they leave with the first statement
+    executed, and COMMIT with the last one (execute(commit=True)), as one simple query. Values are
+    bound on the client by psycopg (ClientCursor: libpq's escaping for this connection), so
+    several statements can share that query: one message and one wait, where pipeline mode needed
+    a round of I/O calls per statement. After COMMIT the cursor refuses statements (they would
+    run outside the transaction, without its tenant)."""
 
-    ended = False
+    def __init__(self, conn: psycopg.Connection, queued: list[str]) -> None:
+        super().__init__(conn)
+        self._queued = queued
+        self.ended = False
 
-    def execute(self, *args: Any, **kwargs: Any) -> ReadCursor:
+    def send(self, statements: list[str], *, commit: bool = False, cursor: psycopg.ClientCursor | None = None):
+        """The queued statements, then `statements` (bound already, see mogrify), then COMMIT when
+        `commit`, in one simple query through `cursor` (this one by default), which is left on the
+        first result of `statements`."""
         if self.ended:
             raise psycopg.InterfaceError("the read's transaction has ended")
-        return super().execute(*args, **kwargs)
+        cursor = cursor or self
+        queued = self._queued
+        psycopg.ClientCursor.execute(cursor, ";".join([*queued, *statements, *(["COMMIT"] if commit else [])]))
+        self._queued = []
+        self.ended = commit
+        for _ in queued:
+            cursor.nextset()
+        return cursor
+
+    def execute(self, query: Any, params: Any = None, *, commit: bool = False) -> ReadCursor:  # type: ignore[override]
+        return self.send([self.mogrify(query, params)], commit=commit)
 
     def end_with_commit(self) -> None:
-        if not self.ended:
+        """End the transaction: COMMIT (its own round trip; execute(commit=True) saves it), or
+        nothing when no statement was sent (no transaction began)."""
+        if self.ended:
+            return
+        if not self._queued:
             self.connection.execute("COMMIT")
-            self.ended = True
+        self._queued = []
+        self.ended = True
 
 
 class Database:
@@ -168,14 +192,10 @@ class Database:
         settings: Mapping[str, str],
         *,
         timeout: float | None = None,
-        then: tuple[str, Any] | None = None,
     ) -> Iterator[psycopg.Cursor]:
-        """One transaction whose first statement sets the given app.* settings (transaction-local).
-
-        `then` (query, params): a statement sent with BEGIN and the settings, whose
-        result the cursor holds on entry (see scoped_query)."""
+        """One transaction whose first statement sets the given app.* settings (transaction-local)."""
         query, params = self._settings_statement(settings)
-        stack, cur = self._begin(query, params, timeout, then)
+        stack, cur = self._begin(query, params, timeout)
         with stack:
             try:
                 yield cur
@@ -200,25 +220,41 @@ class Database:
     def read(self, tenant_id: uuid.UUID | str, work: Callable[[ReadCursor], T], *, timeout: float | None = None) -> T:
         """work(cur) in one READ ONLY transaction for the tenant (a tRPC query): a write in it fails.
 
-        BEGIN and the settings are queued, not sent: they leave with work's first statement,
-        in its round trip (the connection stays in pipeline mode while work runs; each fetch
-        is a sync). When work ends the transaction itself (cur.end_with_commit, with its last
-        statements), a read is BEGIN, settings, statements and COMMIT in one round trip.
-        A pooled connection found closed (PgBouncer or PostgreSQL restarted while it sat
-        idle) runs work again, once, on a fresh connection: read only, nothing it did can
-        have taken effect.
+        BEGIN and the settings leave with work's first statement, in its simple query (ReadCursor);
+        a statement executed with commit=True takes COMMIT along, so a read of one statement (or of
+        a page and its count, api.base.Ctx.page_and_count) is one message and one round trip.
         """
-        query, params = self._settings_statement({"app.current_tenant_id": tenant_id_str(tenant_id)})
+        return self._read("BEGIN READ ONLY", {"app.current_tenant_id": tenant_id_str(tenant_id)}, work, timeout)
+
+    def scoped_query(
+        self, settings: Mapping[str, str], query: str, params: Any = (), *, timeout: float | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement in its own scoped transaction, in one round
+        trip: BEGIN, the settings, the statement and COMMIT go out together."""
+
+        def work(cur: ReadCursor) -> list[tuple[Any, ...]]:
+            cur.execute(query, params, commit=True)
+            return cur.fetchall()
+
+        return self._read("BEGIN", settings, work, timeout)
+
+    def _read(
+        self, begin: str, settings: Mapping[str, str], work: Callable[[ReadCursor], T], timeout: float | None
+    ) -> T:
+        """work(cur) in a transaction opened by `begin` and the settings, queued on a ReadCursor.
+
+        A pooled connection found closed (PgBouncer or PostgreSQL restarted while it sat idle)
+        runs work again, once, on a fresh connection: nothing it did can have taken effect, as
+        its first statement is the one that failed, or the transaction never committed.
+        """
+        query, params = self._settings_statement(settings)
         for attempt in (1, 2):
             with self.pool.connection(timeout=timeout) as conn:
-                cur = ReadCursor(conn)
+                cur = ReadCursor(conn, [begin])
+                cur._queued.append(cur.mogrify(query, params))
                 try:
-                    with conn.pipeline():
-                        conn.execute("BEGIN READ ONLY")
-                        conn.execute(query, params)
-                        result = work(cur)
-                        if not cur.ended:
-                            conn.execute("COMMIT")
+                    result = work(cur)
+                    cur.end_with_commit()
                 except psycopg.OperationalError:
                     broken = conn.broken or conn.closed
                     if not broken:
@@ -238,17 +274,7 @@ class Database:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def scoped_query(
-        self, settings: Mapping[str, str], query: str, params: Any = (), *, timeout: float | None = None
-    ) -> list[tuple[Any, ...]]:
-        """The rows of one read-only statement in its own scoped transaction, in one round
-        trip: BEGIN, the settings, the statement and COMMIT go out together."""
-        with self.scoped_transaction(settings, timeout=timeout, then=(query, params)) as cur:
-            return cur.fetchall()
-
-    def _begin(
-        self, query: str, params: list[str], timeout: float | None, then: tuple[str, Any] | None = None
-    ) -> tuple[ExitStack, psycopg.Cursor]:
+    def _begin(self, query: str, params: list[str], timeout: float | None) -> tuple[ExitStack, psycopg.Cursor]:
         """A connection, a transaction and a cursor whose first statement (the settings) has run.
 
         A pooled connection the server side closed while it sat idle (PgBouncer
@@ -269,11 +295,7 @@ class Database:
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     cur.execute(query, params)
-                    if then is not None:
-                        cur.execute(*then)
-                        conn.execute("COMMIT")
-                if then is None:  # else the time is the statement's too
-                    metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
+                metrics.RLS_CONTEXT_SET_MS.observe((time.perf_counter() - start) * 1000)
             except psycopg.OperationalError:
                 broken = conn.broken or conn.closed
                 if not stack.__exit__(*sys.exc_info()) and (attempt == 2 or not broken):

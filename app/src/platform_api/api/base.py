@@ -68,42 +68,51 @@ class Ctx:
     def user_id(self) -> uuid.UUID:
         return self.principal.user_id
 
-    def _last(self, last: bool) -> None:
+    def _execute(self, query: str, params: Mapping[str, Any] | Iterable[Any], last: bool) -> None:
         """In a read (a query's transaction), `last`: nothing follows this statement, so COMMIT
         leaves with it. A write's transaction commits when its procedure returns."""
-        if last and isinstance(self.cur, ReadCursor):
-            self.cur.end_with_commit()
+        if isinstance(self.cur, ReadCursor):
+            self.cur.execute(query, params, commit=last)
+        else:
+            self.cur.execute(query, params)
 
     def one(
         self, query: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
     ) -> dict[str, Any] | None:
-        self.cur.execute(query, params)
-        self._last(last)
+        self._execute(query, params, last)
         return self.cur.fetchone()
 
     def all(
         self, query: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
     ) -> list[dict[str, Any]]:
-        self.cur.execute(query, params)
-        self._last(last)
+        self._execute(query, params, last)
         return self.cur.fetchall()
 
     def page_and_count(
         self, query: str, count: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """A page of rows, already as JSON (out_row), and a count: both statements sent before
-        either result is read, one round trip in pipeline mode."""
-        if getattr(self.cur, "ended", False):
-            raise psycopg.InterfaceError("the read's transaction has ended")
+        """A page of rows, already as JSON (out_row), and a count, both sent before either result
+        is read: in a read, in one simple query (with the transaction's BEGIN and settings when
+        they are still queued, and COMMIT when `last`); in a write, in pipeline mode."""
         conn = self.cur.connection
+        if isinstance(self.cur, ReadCursor):
+            with psycopg.ClientCursor(conn, row_factory=out_row) as rows:
+                _json_as_text(rows)
+                self.cur.send([rows.mogrify(query, params), rows.mogrify(count, params)], commit=last, cursor=rows)
+                page = rows.fetchall()
+                rows.nextset()
+                return page, rows.fetchone()
         with conn.cursor(row_factory=out_row) as rows, conn.cursor(row_factory=dict_row) as other:
-            for name in ("json", "jsonb"):
-                rows.adapters.register_loader(name, JsonText)
+            _json_as_text(rows)
             with conn.pipeline():
                 rows.execute(query, params)
                 other.execute(count, params)
-                self._last(last)
             return rows.fetchall(), other.fetchone()
+
+
+def _json_as_text(cursor: psycopg.Cursor) -> None:
+    for name in ("json", "jsonb"):
+        cursor.adapters.register_loader(name, JsonText)
 
 
 class JsonText(Loader):
