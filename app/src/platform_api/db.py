@@ -94,9 +94,9 @@ class ReadCursor(psycopg.ClientCursor):
     a round of I/O calls per statement. After COMMIT the cursor refuses statements (they would
     run outside the transaction, without its tenant)."""
 
-    def __init__(self, conn: psycopg.Connection, queued: list[str]) -> None:
+    def __init__(self, conn: psycopg.Connection, begin: str, settings: tuple[str, Any]) -> None:
         super().__init__(conn)
-        self._queued = queued
+        self._queued = [begin, self.mogrify(*settings)]
         self.ended = False
 
     def send(self, statements: list[str], *, commit: bool = False, cursor: psycopg.ClientCursor | None = None):
@@ -250,8 +250,7 @@ class Database:
         query, params = self._settings_statement(settings)
         for attempt in (1, 2):
             with self.pool.connection(timeout=timeout) as conn:
-                cur = ReadCursor(conn, [begin])
-                cur._queued.append(cur.mogrify(query, params))
+                cur = ReadCursor(conn, begin, (query, params))
                 try:
                     result = work(cur)
                     cur.end_with_commit()
