@@ -524,6 +524,36 @@ def test_listings_answer_each_row_as_its_single_row_read_does(world):
     assert all(m["sessionId"] == sent["sessionId"] for m in listed)
 
 
+def test_a_listings_ids_and_dates_are_what_one_row_reads_answer_in_any_time_zone(services):
+    """listing_cursor loads uuid and timestamptz as text: a date cut from PostgreSQL's own text when
+    the session is in UTC, through iso() otherwise. Either way each value equals what out() answers
+    for the same value (JavaScript's toISOString: UTC, milliseconds truncated), whatever the session's
+    TimeZone, with or without a fraction, and with the seconds-level offsets of old local times."""
+    from platform_api.api.base import listing_cursor, out
+
+    stamps = [
+        "2026-12-07 17:29:10+00",
+        "2026-12-07 17:29:10.5+00",
+        "2026-12-07 17:29:10.120+00",
+        "2026-12-07 17:29:10.123456+00",
+        "2026-12-07 23:59:59.999999+00",
+        "1900-06-01 00:00:00.0015+00",
+        "9999-12-31 12:00:00.25+00",
+    ]
+    query = "SELECT %s::uuid AS id, " + ", ".join(f"%s::timestamptz AS t{i}" for i in range(len(stamps)))
+    values = [uuid.uuid4(), *stamps]
+    with psycopg.connect(services.direct_dsn(), autocommit=True) as conn:
+        for zone in ("UTC", "Etc/UTC", "Asia/Kolkata", "America/St_Johns", "Europe/Amsterdam"):
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+            with listing_cursor(conn, psycopg.Cursor) as cur:
+                listed = cur.execute(query, values).fetchone()
+            row = conn.cursor(row_factory=psycopg.rows.dict_row).execute(query, values).fetchone()
+            assert listed == out(row), zone
+            assert listed["id"] == str(values[0])
+            assert listed["t1"] == "2026-12-07T17:29:10.500Z", zone
+            assert listed["t4"] == "2026-12-07T23:59:59.999Z", zone
+
+
 def test_json_columns_answer_the_exact_value_in_listings_and_one_row_reads(world):
     """A listing sends json/jsonb values as PostgreSQL's text, never parsed (RawJSON); a one-row
     read parses them, and its 31-digit integer sends the body through json (orjson stops at 64

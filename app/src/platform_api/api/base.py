@@ -20,6 +20,7 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.postgres import types as pg_types
 from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..auth import Auth, Principal
@@ -96,23 +97,48 @@ class Ctx:
         they are still queued, and COMMIT when `last`); in a write, in pipeline mode."""
         conn = self.cur.connection
         if isinstance(self.cur, ReadCursor):
-            with psycopg.ClientCursor(conn, row_factory=out_row) as rows:
-                _json_as_text(rows)
+            with listing_cursor(conn, psycopg.ClientCursor) as rows:
                 self.cur.send([rows.mogrify(query, params), rows.mogrify(count, params)], commit=last, cursor=rows)
                 page = rows.fetchall()
                 rows.nextset()
                 return page, rows.fetchone()
-        with conn.cursor(row_factory=out_row) as rows, conn.cursor(row_factory=dict_row) as other:
-            _json_as_text(rows)
+        with listing_cursor(conn, psycopg.Cursor) as rows, conn.cursor(row_factory=dict_row) as other:
             with conn.pipeline():
                 rows.execute(query, params)
                 other.execute(count, params)
             return rows.fetchall(), other.fetchone()
 
 
-def _json_as_text(cursor: psycopg.Cursor) -> None:
-    for name in ("json", "jsonb"):
-        cursor.adapters.register_loader(name, JsonText)
+def listing_cursor(conn: psycopg.Connection, kind: type[psycopg.Cursor]) -> psycopg.Cursor:
+    """A cursor whose rows come out as the original's JSON objects (out_row), its ids and dates
+    loaded straight as the text sent (UuidText, IsoTimestamptz) and its JSON columns unparsed
+    (JsonText): a page of 20 widgets holds 40 of each."""
+    cursor = kind(conn, row_factory=out_row)
+    for name, loader in (("json", JsonText), ("jsonb", JsonText), ("uuid", UuidText), ("timestamptz", IsoTimestamptz)):
+        cursor.adapters.register_loader(name, loader)
+    return cursor
+
+
+class UuidText(Loader):
+    """A uuid as PostgreSQL's text, which is str(uuid.UUID(text)) already: lower case, hyphenated."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode()
+
+
+class IsoTimestamptz(TimestamptzLoader):
+    """A timestamptz as iso() gives it (JavaScript's toISOString()), cut from the text PostgreSQL
+    sends when it is in UTC with the ISO DateStyle ('2026-12-07 17:29:10.5+00'): milliseconds
+    truncated, as iso() does. Any other text (another time zone or DateStyle, a year past 9999,
+    BC) is loaded as a datetime and goes through iso()."""
+
+    def load(self, data: Any) -> str:
+        text = bytes(data)
+        if text[-3:] == b"+00" and text[4:5] == b"-" and text[10:11] == b" " and len(text) >= 22:
+            stamp = text[:19].decode()
+            fraction = text[20:-3].decode() if text[19:20] == b"." else ""
+            return f"{stamp[:10]}T{stamp[11:]}.{(fraction + '000')[:3]}Z"
+        return iso(super().load(data))
 
 
 class JsonText(Loader):
@@ -136,7 +162,10 @@ def camel(name: str) -> str:
 # column's type, once per result (listings).
 _AS_TEXT = (("uuid", uuid.UUID, str), ("numeric", Decimal, str), ("timestamptz", datetime, iso))
 AS_TEXT: dict[type, Callable[[Any], str]] = {py: convert for _, py, convert in _AS_TEXT}
-AS_TEXT_OID: dict[int, Callable[[Any], str]] = {pg_types[pg].oid: convert for pg, _, convert in _AS_TEXT}
+# A listing's ids and dates arrive as text already (listing_cursor's loaders): its numerics remain.
+LISTING_AS_TEXT_OID: dict[int, Callable[[Any], str]] = {
+    pg_types[pg].oid: convert for pg, _, convert in _AS_TEXT if pg not in ("uuid", "timestamptz")
+}
 
 
 def jsonable(value: Any) -> Any:
@@ -150,9 +179,9 @@ def out(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def out_row(cursor: psycopg.Cursor) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    """psycopg row factory giving what out() gives, with each column's key and conversion
+    """listing_cursor's row factory, giving what out() gives, with each column's key and conversion
     worked out once per result instead of once per value (a page of 20 widgets: 160 values)."""
-    columns = [(camel(c.name), AS_TEXT_OID.get(c.type_code)) for c in cursor.description or ()]
+    columns = [(camel(c.name), LISTING_AS_TEXT_OID.get(c.type_code)) for c in cursor.description or ()]
 
     def make(values: Sequence[Any]) -> dict[str, Any]:
         return {
