@@ -282,7 +282,8 @@ def test_a_read_sent_as_one_query_keeps_its_timeouts_and_its_values_exact(servic
     """A read's statements leave with BEGIN and the settings in one simple query, bound on the client:
     the statement and lock timeouts set in that query still bound the statements after them (a read
     must not hang on a slow query or a locked table), and values with quotes, backslashes, percent
-    signs and semicolons arrive as sent, never as SQL. The same for scoped_query (session lookups)."""
+    signs and semicolons arrive as sent, never as SQL. The same for scoped_query (session lookups), whose
+    transaction is READ ONLY too, so running it again on a fresh connection can never write twice."""
     tenant = _tenant_with_widget(services)
     database = Database(Settings.from_env(app_env(services, DB_STATEMENT_TIMEOUT_MS="1000", DB_LOCK_TIMEOUT_MS="200")))
     database.open(wait=True)
@@ -296,6 +297,8 @@ def test_a_read_sent_as_one_query_keeps_its_timeouts_and_its_values_exact(servic
 
         assert database.read(tenant, echo) == (tricky, 7, tenant)
         assert database.scoped_query({}, "SELECT %s::text", (tricky,)) == [(tricky,)]
+        with pytest.raises(errors.ReadOnlySqlTransaction):  # read only too: retrying it is safe
+            database.scoped_query({}, "INSERT INTO tenants (name) VALUES ('by a lookup') RETURNING id")
 
         def slow(cur):
             cur.execute("SELECT pg_sleep(3)", commit=True)

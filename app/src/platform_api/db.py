@@ -87,16 +87,16 @@ def _transaction(conn: psycopg.Connection) -> Iterator[None]:
 
 class ReadCursor(psycopg.ClientCursor):
     """The cursor of a read (Database.read, Database.scoped_query). The statements that open its
-    transaction (BEGIN, the settings) are queued, not sent: they leave with the first statement
+    READ ONLY transaction (BEGIN, the settings) are queued, not sent: they leave with the first statement
     executed, and COMMIT with the last one (execute(commit=True)), as one simple query. Values are
     bound on the client by psycopg (ClientCursor: libpq's escaping for this connection), so
     several statements can share that query: one message and one wait, where pipeline mode needed
     a round of I/O calls per statement. After COMMIT the cursor refuses statements (they would
     run outside the transaction, without its tenant)."""
 
-    def __init__(self, conn: psycopg.Connection, begin: str, settings: tuple[str, Any]) -> None:
+    def __init__(self, conn: psycopg.Connection, settings: tuple[str, Any]) -> None:
         super().__init__(conn)
-        self._queued = [begin, self.mogrify(*settings)]
+        self._queued = ["BEGIN READ ONLY", self.mogrify(*settings)]
         self.ended = False
 
     def send(self, statements: list[str], *, commit: bool = False, cursor: psycopg.ClientCursor | None = None):
@@ -224,33 +224,31 @@ class Database:
         a statement executed with commit=True takes COMMIT along, so a read of one statement (or of
         a page and its count, api.base.Ctx.page_and_count) is one message and one round trip.
         """
-        return self._read("BEGIN READ ONLY", {"app.current_tenant_id": tenant_id_str(tenant_id)}, work, timeout)
+        return self._read({"app.current_tenant_id": tenant_id_str(tenant_id)}, work, timeout)
 
     def scoped_query(
         self, settings: Mapping[str, str], query: str, params: Any = (), *, timeout: float | None = None
     ) -> list[tuple[Any, ...]]:
-        """The rows of one read-only statement in its own scoped transaction, in one round
+        """The rows of one statement in its own scoped READ ONLY transaction, in one round
         trip: BEGIN, the settings, the statement and COMMIT go out together."""
 
         def work(cur: ReadCursor) -> list[tuple[Any, ...]]:
             cur.execute(query, params, commit=True)
             return cur.fetchall()
 
-        return self._read("BEGIN", settings, work, timeout)
+        return self._read(settings, work, timeout)
 
-    def _read(
-        self, begin: str, settings: Mapping[str, str], work: Callable[[ReadCursor], T], timeout: float | None
-    ) -> T:
-        """work(cur) in a transaction opened by `begin` and the settings, queued on a ReadCursor.
+    def _read(self, settings: Mapping[str, str], work: Callable[[ReadCursor], T], timeout: float | None) -> T:
+        """work(cur) in a READ ONLY transaction opened with the settings, queued on a ReadCursor.
 
         A pooled connection found closed (PgBouncer or PostgreSQL restarted while it sat idle)
-        runs work again, once, on a fresh connection: nothing it did can have taken effect, as
-        its first statement is the one that failed, or the transaction never committed.
+        runs work again, once, on a fresh connection: read only, nothing it did can have taken
+        effect.
         """
         query, params = self._settings_statement(settings)
         for attempt in (1, 2):
             with self.pool.connection(timeout=timeout) as conn:
-                cur = ReadCursor(conn, begin, (query, params))
+                cur = ReadCursor(conn, (query, params))
                 try:
                     result = work(cur)
                     cur.end_with_commit()
