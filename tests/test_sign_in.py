@@ -136,6 +136,36 @@ def browser(host_ip):
     driver.quit()
 
 
+class Waiter:
+    """WebDriverWait that, on a timeout, fails with what the browser shows (address, title, the
+    page's first lines, a screenshot) and the app's last journal lines, so a failure says where
+    the sign-in stopped instead of only that it did."""
+
+    def __init__(self, host, browser, label: str, seconds: float = 30) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.host, self.browser, self.label = host, browser, label
+        self.wait = WebDriverWait(browser, seconds)
+
+    def until(self, condition, what: str):
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.common.by import By
+
+        try:
+            return self.wait.until(condition)
+        except TimeoutException:
+            shot = artifact(f"sign-in-timeout-{self.label}-{self.host.backend.get_hostname()}.png")
+            self.browser.save_screenshot(str(shot))
+            bodies = self.browser.find_elements(By.TAG_NAME, "body")
+            text = bodies[0].text[:600] if bodies else "(no body)"
+            journal = self.host.run("journalctl --no-pager -o cat -u 'platform-api@*' --since '-2min' | tail -n 15")
+            pytest.fail(
+                f"timed out waiting for {what}: the browser is at {self.browser.current_url!r} "
+                f"(title {self.browser.title!r}); screenshot {shot}\npage:\n{text}\n"
+                f"app journal:\n{journal.stdout}"
+            )
+
+
 def artifact(name: str) -> Path:
     folder = REPO / ".cache" / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +178,6 @@ def test_a_browser_signs_in_through_the_page(host, host_ip, browser, provider_id
     session JSON names the user, a protected procedure answers, the screenshot is kept."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
-    from selenium.webdriver.support.ui import WebDriverWait
 
     assert provider in provider_ids
     email = f"browser-{provider}-{time.monotonic_ns()}@example.test"
@@ -156,16 +185,19 @@ def test_a_browser_signs_in_through_the_page(host, host_ip, browser, provider_id
     browser.get(f"{site}/auth/signin?callbackUrl=/api/auth/session")
     browser.save_screenshot(str(artifact(f"sign-in-page-{host.backend.get_hostname()}.png")))
     browser.find_element(By.ID, provider).click()
-    wait = WebDriverWait(browser, 20)
-    wait.until(until.presence_of_element_located((By.NAME, "login"))).send_keys(email)
+    wait = Waiter(host, browser, provider)
+    wait.until(until.presence_of_element_located((By.NAME, "login")), "the provider's login form").send_keys(email)
     browser.find_element(By.NAME, "password").send_keys("any")  # the test provider takes any
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     # The provider asks for consent once per client.
     consent = "input[name=prompt][value=consent]"
-    wait.until(lambda d: d.current_url.startswith(site) or d.find_elements(By.CSS_SELECTOR, consent))
+    wait.until(
+        lambda d: d.current_url.startswith(site) or d.find_elements(By.CSS_SELECTOR, consent),
+        "the provider's consent page or the way back to the site",
+    )
     if not browser.current_url.startswith(site):
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(lambda d: d.current_url == f"{site}/api/auth/session")
+    wait.until(lambda d: d.current_url == f"{site}/api/auth/session", "the session page after the callback")
     session = json.loads(browser.find_element(By.TAG_NAME, "body").text)
     shot = artifact(f"sign-in-{provider}-{host.backend.get_hostname()}.png")
     browser.save_screenshot(str(shot))
@@ -181,5 +213,5 @@ def test_a_browser_signs_in_through_the_page(host, host_ip, browser, provider_id
     # Sign out through the page: the session is gone.
     browser.get(f"{site}/auth/signout?callbackUrl=/api/auth/session")
     browser.find_element(By.ID, "signout").click()
-    wait.until(lambda d: d.current_url == f"{site}/api/auth/session")
+    wait.until(lambda d: d.current_url == f"{site}/api/auth/session", "the session page after signing out")
     assert browser.find_element(By.TAG_NAME, "body").text.strip() == "null"
