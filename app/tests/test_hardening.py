@@ -136,6 +136,35 @@ def test_public_health_names_what_failed_and_nothing_else(app_with_bad_redis, se
     assert all(getattr(r, "check", None) for r in logged)
 
 
+def test_a_failing_probe_answers_as_flask_and_logs_with_its_request_id(app_with_bad_redis):
+    """The probes' fast path (a plain GET, no Flask request context): 503 with the same checks as the
+    Flask route, and the check's log line, formatted as production formats it, names the caller's
+    request id and no other request's."""
+    from platform_api.logs import JsonFormatter
+
+    client = app_with_bad_redis.test_client()
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(JsonFormatter().format(record))  # type: ignore[method-assign]
+    logger = logging.getLogger("platform_api.health")
+    logger.addHandler(handler)
+    try:
+        fast = client.get("/trpc/health.check", headers={"X-Request-ID": "probe-fast-1"})
+        slow = client.get("/trpc/health.check?input=null", headers={"X-Request-ID": "probe-flask-1"})
+    finally:
+        logger.removeHandler(handler)
+    assert fast.status_code == slow.status_code == 503
+    checks = [r.get_json()["result"]["data"]["checks"] for r in (fast, slow)]
+    assert [{n: c["message"] for n, c in x.items()} for x in checks] == [
+        {"database": checks[1]["database"]["message"], "redis": "Authentication failed"}
+    ] * 2
+    entries = [json.loads(line) for line in lines]
+    assert {e["request_id"] for e in entries} == {"probe-fast-1", "probe-flask-1"}
+    assert {e["check"] for e in entries if e["request_id"] == "probe-fast-1"} == {"database", "redis"}
+    for path in ("/readyz", "/trpc/health.readiness"):
+        assert client.get(path).status_code == 503, path
+
+
 def test_internal_callers_get_the_exact_error(app_with_bad_redis):
     """A caller on the allow list (the monitoring timers on localhost) sees the library's text."""
     client = app_with_bad_redis.test_client()

@@ -8,10 +8,13 @@ import re
 import sys
 import time
 import uuid
+from contextvars import ContextVar
 
 from flask import g, has_request_context
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The request id outside a Flask request context (the probes' fast path).
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def request_id_from(header: str | None) -> str:
@@ -33,8 +36,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if has_request_context():
-            entry["request_id"] = g.get("request_id")
+        request_id = g.get("request_id") if has_request_context() else REQUEST_ID.get()
+        if request_id is not None or has_request_context():
+            entry["request_id"] = request_id
         for key, value in record.__dict__.items():
             if key not in self.RESERVED and not key.startswith("_"):
                 entry[key] = value
