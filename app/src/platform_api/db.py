@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import sys
 import time
 import uuid
@@ -50,6 +51,39 @@ SELECT to_regprocedure('public.get_current_tenant_id()') IS NOT NULL,
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'
 """
+
+
+HEALTH_QUERY_BYTES = HEALTH_QUERY.encode()
+# How long health_send waits for a free pooled connection before leaving the check to health().
+HEALTH_CONN_WAIT = 0.01
+
+
+def _waiting_for(pgconn: psycopg.pq.abc.PGconn) -> int:
+    """What the query sent on pgconn waits for, never blocking: 0 once its whole answer arrived,
+    else the poll events to wait on (POLLOUT too while part of the query is still queued)."""
+    unsent = pgconn.flush()
+    pgconn.consume_input()
+    if unsent:
+        return select.POLLIN | select.POLLOUT
+    return select.POLLIN if pgconn.is_busy() else 0
+
+
+def _answer(pgconn: psycopg.pq.abc.PGconn, deadline: float) -> psycopg.pq.abc.PGresult:
+    """The result of the query sent on pgconn (non-blocking, as psycopg opens it), waiting on its
+    socket until `deadline`: TimeoutError after it, OperationalError when the connection is lost."""
+    poller = select.poll()
+    while events := _waiting_for(pgconn):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer from the database before the deadline")
+        poller.register(pgconn.socket, events)
+        poller.poll(remaining * 1000)
+    result = pgconn.get_result()
+    while pgconn.get_result() is not None:
+        pass
+    if result is None:
+        raise psycopg.OperationalError("the database sent no result")
+    return result
 
 
 _decode_json = json.JSONDecoder().decode
@@ -329,4 +363,61 @@ class Database:
             if row is not None:
                 return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
             self.pool.check()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def health_send(self) -> psycopg.Connection | None:
+        """A pooled connection with HEALTH_QUERY sent on it, its answer not awaited (health_answer
+        reads it), so the caller can check Redis meanwhile in the same thread. None when no
+        connection is free within HEALTH_CONN_WAIT seconds or the pool fails: the caller then runs
+        health() in a thread of its own, which waits for the pool and reports what failed."""
+        try:
+            conn = self.pool.getconn(timeout=HEALTH_CONN_WAIT)
+        except Exception:
+            return None
+        with suppress(psycopg.OperationalError):
+            # A closed connection fails here or in health_answer, which then tries a fresh one.
+            conn.pgconn.send_query(HEALTH_QUERY_BYTES)
+        return conn
+
+    @staticmethod
+    def health_waiting_for(conn: psycopg.Connection) -> int:
+        """The poll events health_send's query still waits for, 0 once answered (reads what is
+        there, never blocks). A lost connection counts as answered: health_answer says so."""
+        try:
+            return _waiting_for(conn.pgconn)
+        except psycopg.OperationalError:
+            return 0
+
+    def health_answer(self, conn: psycopg.Connection, deadline: float) -> tuple[bool, int, int, bool]:
+        """The answer to health_send's query on conn, awaited until `deadline` (time.monotonic()).
+
+        The connection goes back to the pool, closed first when the answer did not come in time.
+        A pooled connection found closed (PgBouncer restarted) is replaced by a fresh one once.
+        """
+        for attempt in (1, 2):
+            start = time.perf_counter()
+            try:
+                result = _answer(conn.pgconn, deadline)
+            except TimeoutError:
+                conn.close()  # the answer may still come: this connection can serve no one else
+                self.pool.putconn(conn)
+                raise
+            except psycopg.OperationalError:
+                lost = conn.pgconn.status != psycopg.pq.ConnStatus.OK
+                if lost:
+                    conn.close()
+                self.pool.putconn(conn)
+                if attempt == 2 or not lost:
+                    raise
+                self.pool.check()
+                conn = self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+                with suppress(psycopg.OperationalError):
+                    conn.pgconn.send_query(HEALTH_QUERY_BYTES)
+                continue
+            self.pool.putconn(conn)
+            if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                raise psycopg.errors.error_from_result(result, encoding="utf-8")
+            metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
+            row = [result.get_value(0, column) for column in range(4)]
+            return row[0] == b"t", int(row[1] or 0), int(row[2] or 0), row[3] == b"t"
         raise AssertionError("unreachable")  # pragma: no cover
