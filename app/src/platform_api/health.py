@@ -1,8 +1,10 @@
 """Health procedures (tRPC health.check|liveness|readiness|metrics) and bare probes.
 
-Each dependency check has its own deadline (HEALTH_CHECK_TIMEOUT, 0.5 s by
-default) and the two run side by side, so every endpoint answers within about
-that deadline even when PostgreSQL or Redis is down or silently drops packets.
+The two dependency checks share one deadline (HEALTH_CHECK_TIMEOUT, 0.5 s by
+default) and run side by side (both requests in flight in the caller's thread,
+or the database's in an executor; see Health._run_checks), so every endpoint
+answers within about that deadline even when PostgreSQL or Redis is down or
+silently drops packets.
 """
 
 from __future__ import annotations
