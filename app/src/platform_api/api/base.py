@@ -92,21 +92,16 @@ class Ctx:
     def page_and_count(
         self, query: str, count: str, params: Mapping[str, Any] | Iterable[Any] = (), *, last: bool = False
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """A page of rows, already as JSON (out_row), and a count, both sent before either result
-        is read: in a read, in one simple query (with the transaction's BEGIN and settings when
-        they are still queued, and COMMIT when `last`); in a write, in pipeline mode."""
-        conn = self.cur.connection
-        if isinstance(self.cur, ReadCursor):
-            with listing_cursor(conn, psycopg.ClientCursor) as rows:
-                self.cur.send([rows.mogrify(query, params), rows.mogrify(count, params)], commit=last, cursor=rows)
-                page = rows.fetchall()
-                rows.nextset()
-                return page, rows.fetchone()
-        with listing_cursor(conn, psycopg.Cursor) as rows, conn.cursor(row_factory=dict_row) as other:
-            with conn.pipeline():
-                rows.execute(query, params)
-                other.execute(count, params)
-            return rows.fetchall(), other.fetchone()
+        """A page of rows, already as JSON (out_row), and a count, sent together in one simple
+        query with the read's BEGIN and settings when they are still queued, and COMMIT when
+        `last`. Listings are queries: only a read (ReadCursor) runs them."""
+        if not isinstance(self.cur, ReadCursor):
+            raise TypeError("page_and_count runs in a read (a query procedure), not in a write")
+        with listing_cursor(self.cur.connection, psycopg.ClientCursor) as rows:
+            self.cur.send([rows.mogrify(query, params), rows.mogrify(count, params)], commit=last, cursor=rows)
+            page = rows.fetchall()
+            rows.nextset()
+            return page, rows.fetchone()
 
 
 def listing_cursor(conn: psycopg.Connection, kind: type[psycopg.Cursor]) -> psycopg.Cursor:
