@@ -94,6 +94,8 @@ def test_a_check_has_both_in_flight_in_its_thread_and_times_each_on_its_own(serv
 
     import psycopg
 
+    from platform_api.metrics import DB_QUERY_MS
+
     health = client.application.extensions["platform"]["health"]
     assert client.get("/trpc/health.check").status_code == 200  # Redis answered
 
@@ -101,6 +103,7 @@ def test_a_check_has_both_in_flight_in_its_thread_and_times_each_on_its_own(serv
         raise AssertionError("the check used the executor")
 
     monkeypatch.setattr(health._executor, "submit", no_executor)
+    summed = DB_QUERY_MS._sum.get()
     with psycopg.connect(services.superuser_dsn()) as locker:  # not autocommit: the lock holds until commit
         locker.execute("LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE")
         release = threading.Timer(0.3, locker.commit)
@@ -113,6 +116,8 @@ def test_a_check_has_both_in_flight_in_its_thread_and_times_each_on_its_own(serv
     assert checks["database"]["details"]["rlsTables"] == 15
     assert checks["redis"]["status"] == "up", checks
     assert checks["redis"]["responseTime"] < 100, checks
+    # The query's duration as the check saw it arrive, not the moment its answer was read.
+    assert DB_QUERY_MS._sum.get() - summed >= 300
 
 
 def test_rls_missing_makes_database_down(services, client):

@@ -197,10 +197,14 @@ class Health:
         finally:
             if cache is not None:
                 pool.release(cache)
-        database = self._database_result(
-            lambda: (self.db.health_answer(conn, deadline), ((db_done or time.perf_counter()) - start) * 1000), start
-        )
-        return {"database": database, "redis": redis_result}
+
+        def answered() -> tuple[tuple[bool, int, int, bool], float]:
+            result = self.db.health_answer(conn, deadline)
+            elapsed = ((db_done or time.perf_counter()) - start) * 1000
+            metrics.DB_QUERY_MS.observe(elapsed)
+            return result, elapsed
+
+        return {"database": self._database_result(answered, start), "redis": redis_result}
 
     def close(self) -> None:
         """Stop the executor without waiting for a check in flight (the worker is exiting)."""
