@@ -37,7 +37,8 @@ def lb_address(fleet) -> str:
 
 
 def release_copy(tmp_path: Path, version: str, broken_readiness: bool = False) -> Path:
-    """A copy of app/ with another version (and, if asked, a /readyz that always fails)."""
+    """A copy of app/ with another version (and, if asked, a readiness that always fails: Health.readiness
+    itself, which both the probes' fast path and the Flask routes answer from)."""
     dest = tmp_path / f"app-{version}"
     shutil.copytree(REPO / "app", dest, ignore=shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache"))
     pyproject = dest / "pyproject.toml"
@@ -45,11 +46,11 @@ def release_copy(tmp_path: Path, version: str, broken_readiness: bool = False) -
     assert n == 1
     pyproject.write_text(text)
     if broken_readiness:
-        factory = dest / "src" / "platform_api" / "factory.py"
-        source = factory.read_text()
-        needle = "        body, status = health.readiness()\n"
-        assert needle in source, "the readiness route moved: update this test"
-        factory.write_text(source.replace(needle, '        body, status = {"ready": False, "broken": True}, 503\n'))
+        health = dest / "src" / "platform_api" / "health.py"
+        source = health.read_text()
+        needle = '        ready = checks["database"]["status"] != "down"\n'
+        assert source.count(needle) == 1, "the readiness decision moved: update this test"
+        health.write_text(source.replace(needle, "        ready = False  # broken on purpose (test_rollout)\n"))
     return dest
 
 
