@@ -58,6 +58,13 @@ HEALTH_QUERY_BYTES = HEALTH_QUERY.encode()
 HEALTH_CONN_WAIT = 0.01
 
 
+def _send_health(conn: psycopg.Connection) -> None:
+    """HEALTH_QUERY sent on conn, not awaited. A closed connection fails here or when the answer
+    is read (Database.health_answer), which then tries a fresh one."""
+    with suppress(psycopg.OperationalError):
+        conn.pgconn.send_query(HEALTH_QUERY_BYTES)
+
+
 def _waiting_for(pgconn: psycopg.pq.abc.PGconn) -> int:
     """What the query sent on pgconn waits for, never blocking: 0 once its whole answer arrived,
     else the poll events to wait on (POLLOUT too while part of the query is still queued)."""
@@ -345,25 +352,13 @@ class Database:
             yield cur
 
     def health(self, timeout: float) -> tuple[bool, int, int, bool]:
-        """(rls function present, tables with forced RLS, tables without, pgvector) in one query.
-
-        Tried once more on a fresh connection when the pooled one turns out closed (see _begin).
-        """
-        for attempt in (1, 2):
-            with self.pool.connection(timeout=timeout) as conn:
-                start = time.perf_counter()
-                try:
-                    row = conn.execute(HEALTH_QUERY).fetchone()
-                except psycopg.OperationalError:
-                    if attempt == 2 or not (conn.broken or conn.closed):
-                        raise
-                    row = None
-                else:
-                    metrics.DB_QUERY_MS.observe((time.perf_counter() - start) * 1000)
-            if row is not None:
-                return bool(row[0]), int(row[1]), int(row[2]), bool(row[3])
-            self.pool.check()
-        raise AssertionError("unreachable")  # pragma: no cover
+        """(rls function present, tables with forced RLS, tables without, pgvector) in one query,
+        waiting at most `timeout` for a pooled connection and the answer together (health_answer:
+        a connection PgBouncer closed is replaced once, one that did not answer in time is closed)."""
+        deadline = time.monotonic() + timeout
+        conn = self.pool.getconn(timeout=timeout)
+        _send_health(conn)
+        return self.health_answer(conn, deadline)
 
     def health_send(self) -> psycopg.Connection | None:
         """A pooled connection with HEALTH_QUERY sent on it, its answer not awaited (health_answer
@@ -374,9 +369,7 @@ class Database:
             conn = self.pool.getconn(timeout=HEALTH_CONN_WAIT)
         except Exception:
             return None
-        with suppress(psycopg.OperationalError):
-            # A closed connection fails here or in health_answer, which then tries a fresh one.
-            conn.pgconn.send_query(HEALTH_QUERY_BYTES)
+        _send_health(conn)
         return conn
 
     @staticmethod
@@ -411,8 +404,7 @@ class Database:
                     raise
                 self.pool.check()
                 conn = self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
-                with suppress(psycopg.OperationalError):
-                    conn.pgconn.send_query(HEALTH_QUERY_BYTES)
+                _send_health(conn)
                 continue
             self.pool.putconn(conn)
             if result.status != psycopg.pq.ExecStatus.TUPLES_OK:

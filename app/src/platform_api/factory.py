@@ -85,14 +85,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )
-    health = Health(
-        db,
-        cache,
-        settings.app_version,
-        settings.health_timeout,
-        settings.health_cache_ttl,
-        is_internal=lambda: _in_networks(client_address(settings), settings.health_detail_allow),
-    )
+
+    def is_internal(environ: dict | None = None) -> bool:
+        """Whether the caller (of the current request, or of a WSGI environ) sees exact errors."""
+        return _in_networks(client_address(settings, environ), settings.health_detail_allow)
+
+    health = Health(db, cache, settings.app_version, settings.health_timeout, settings.health_cache_ttl, is_internal)
     router = Router(max_batch=settings.trpc_max_batch)
     health.register(router)
     auth = Auth(settings, db, trusted_peer=lambda: _in_networks(request.remote_addr or "", settings.trusted_proxies))
@@ -157,11 +155,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             return jsonify(error_envelope("INTERNAL_SERVER_ERROR", "Internal server error", None)), 500
         return jsonify({"error": "INTERNAL_SERVER_ERROR", "message": "Internal server error"}), 500
 
-    app.wsgi_app = ProbeFastPath(  # type: ignore[method-assign]
-        app.wsgi_app,
-        health,
-        is_internal=lambda environ: _in_networks(client_address(settings, environ), settings.health_detail_allow),
-    )
+    app.wsgi_app = ProbeFastPath(app.wsgi_app, health, is_internal)  # type: ignore[method-assign]
     return app
 
 

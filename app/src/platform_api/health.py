@@ -92,7 +92,9 @@ class Health:
     def _timed_db_health(self) -> tuple[tuple[bool, int, int, bool], float]:
         start = time.perf_counter()
         result = self.db.health(self.timeout)
-        return result, (time.perf_counter() - start) * 1000
+        elapsed = (time.perf_counter() - start) * 1000
+        metrics.DB_QUERY_MS.observe(elapsed)
+        return result, elapsed
 
     def _database_result(
         self, outcome: Callable[[], tuple[tuple[bool, int, int, bool], float]], start: float
