@@ -260,6 +260,11 @@ def test_a_pgbouncer_restart_costs_no_request(services):
         sent = database.health_send()
         assert sent is not None
         assert database.health_answer(sent, time.monotonic() + 2.0) == database.health(2.0)
+        # Without the table audit: the same function and pgvector answers, no counts.
+        light = database.health_send(audit=False)
+        assert light is not None
+        full = database.health(2.0)
+        assert database.health_answer(light, time.monotonic() + 2.0, audit=False) == (full[0], None, None, full[3])
     finally:
         database.close()
 

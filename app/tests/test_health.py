@@ -134,6 +134,47 @@ def test_rls_missing_makes_database_down(services, client):
             conn.execute("ALTER TABLE widgets FORCE ROW LEVEL SECURITY")
 
 
+def test_rls_audit_is_reused_within_its_interval_and_redone_while_it_fails(services):
+    """The count of tables with and without forced RLS (a pg_class scan, most of a check's database
+    work) runs at most every HEALTH_RLS_AUDIT_INTERVAL per worker, while the checks in between still
+    ask the database; a table whose RLS is turned off shows once the interval has passed, and every
+    check counts again until it is fixed, so the repair shows at once."""
+    import psycopg
+
+    from conftest import app_env
+    from platform_api.config import Settings
+    from platform_api.factory import create_app
+
+    app = create_app(Settings.from_env(app_env(services, HEALTH_RLS_AUDIT_INTERVAL="2")))
+    client = app.test_client()
+
+    def database() -> dict:
+        return client.get("/trpc/health.check").get_json()["result"]["data"]["checks"]["database"]
+
+    try:
+        assert database()["details"]["rlsTables"] == 15
+        with psycopg.connect(services.superuser_dsn(), autocommit=True) as conn:
+            conn.execute("ALTER TABLE widgets NO FORCE ROW LEVEL SECURITY")
+            try:
+                # Within the interval the last count stands.
+                inside = database()
+                assert inside["status"] == "up", inside
+                assert inside["details"]["rlsTables"] == 15, inside
+                time.sleep(2.1)
+                for _ in range(2):  # counted again once the interval passed, then on every check
+                    after = database()
+                    assert after["status"] == "down", after
+                    assert after["details"]["rlsTables"] == 14, after
+                    assert after["message"] == "1 table(s) without forced RLS - security risk", after
+            finally:
+                conn.execute("ALTER TABLE widgets FORCE ROW LEVEL SECURITY")
+        fixed = database()
+        assert fixed["status"] == "up", fixed
+        assert fixed["details"]["rlsTables"] == 15, fixed
+    finally:
+        app.extensions["platform"]["db"].close()
+
+
 def test_metrics_summary_and_prometheus(client):
     for _ in range(3):
         client.get("/trpc/health.liveness")

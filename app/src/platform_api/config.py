@@ -205,6 +205,7 @@ class Settings:
     db_prepared_statements: bool = False
     health_timeout: float = 0.5
     health_cache_ttl: float = 1.0
+    health_rls_audit_interval: float = 5.0
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     # Calls one tRPC batch may hold.
@@ -302,6 +303,7 @@ class Settings:
             db_prepared_statements=prepared,
             health_timeout=_float(env, "HEALTH_CHECK_TIMEOUT", 0.5, 0.05, 5.0),
             health_cache_ttl=_float(env, "HEALTH_CACHE_TTL", 1.0, 0.0, 60.0),
+            health_rls_audit_interval=_float(env, "HEALTH_RLS_AUDIT_INTERVAL", 5.0, 0.0, 300.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1024, 100 * 1024 * 1024),
             log_level=log_level,
             trpc_max_batch=_int(env, "TRPC_MAX_BATCH", 10, 1, 50),

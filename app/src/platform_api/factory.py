@@ -90,7 +90,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         """Whether the caller (of the current request, or of a WSGI environ) sees exact errors."""
         return _in_networks(client_address(settings, environ), settings.health_detail_allow)
 
-    health = Health(db, cache, settings.app_version, settings.health_timeout, settings.health_cache_ttl, is_internal)
+    health = Health(
+        db,
+        cache,
+        settings.app_version,
+        settings.health_timeout,
+        settings.health_cache_ttl,
+        is_internal,
+        rls_audit_interval=settings.health_rls_audit_interval,
+    )
     router = Router(max_batch=settings.trpc_max_batch)
     health.register(router)
     auth = Auth(settings, db, trusted_peer=lambda: _in_networks(request.remote_addr or "", settings.trusted_proxies))

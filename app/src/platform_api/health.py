@@ -24,7 +24,7 @@ import psycopg_pool
 import redis
 
 from . import metrics
-from .db import Database
+from .db import Database, HealthRow
 from .timeutil import iso_now
 from .trpc import Router
 
@@ -72,6 +72,7 @@ class Health:
         timeout: float,
         cache_ttl: float = 0.0,
         is_internal: Callable[[], bool] = lambda: False,
+        rls_audit_interval: float = 0.0,
     ) -> None:
         self.db = db
         self.is_internal = is_internal
@@ -86,15 +87,42 @@ class Health:
         self._metrics_cache: tuple[float, dict[str, Any]] | None = None
         # Whether Redis answered the last check (see _run_checks).
         self._redis_answered = False
+        # Counting the tables with and without forced RLS (HEALTH_AUDIT_QUERY) is most of the
+        # database's work for a check, so a check repeats it only when the last count is older
+        # than rls_audit_interval seconds (0: every check) or found a table unprotected; the
+        # checks between reuse that count and still ask the database for the rest every time.
+        self.rls_audit_interval = rls_audit_interval
+        self._rls_audit: tuple[float, int, int] | None = None  # (when, forced, unforced)
+
+    def _audit_due(self) -> bool:
+        last = self._rls_audit
+        return (
+            last is None
+            or time.monotonic() - last[0] >= self.rls_audit_interval
+            or last[2] > 0
+            or last[1] < EXPECTED_RLS_TABLES
+        )
+
+    def _with_audit(self, row: HealthRow) -> tuple[bool, int, int, bool]:
+        """row with its table counts: this check's audit (kept, dated now) or the last one's."""
+        rls_function, forced, unforced, pgvector = row
+        if forced is None or unforced is None:
+            last = self._rls_audit
+            if last is None:  # pragma: no cover - a check without an audit follows one
+                raise RuntimeError("no RLS audit to reuse")
+            _, forced, unforced = last
+        else:
+            self._rls_audit = (time.monotonic(), forced, unforced)
+        return rls_function, forced, unforced, pgvector
 
     # -- dependency checks ---------------------------------------------
 
-    def _timed_db_health(self) -> tuple[tuple[bool, int, int, bool], float]:
+    def _timed_db_health(self, audit: bool) -> tuple[tuple[bool, int, int, bool], float]:
         start = time.perf_counter()
-        result = self.db.health(self.timeout)
+        result = self.db.health(self.timeout, audit)
         elapsed = (time.perf_counter() - start) * 1000
         metrics.DB_QUERY_MS.observe(elapsed)
-        return result, elapsed
+        return self._with_audit(result), elapsed
 
     def _database_result(
         self, outcome: Callable[[], tuple[tuple[bool, int, int, bool], float]], start: float
@@ -153,11 +181,13 @@ class Health:
         status, message = ("degraded", "Slow response") if elapsed > SLOW_MS else ("up", "OK")
         return {"status": status, "responseTime": round(elapsed, 2), "message": message}
 
-    def _both_in_flight(self, conn: psycopg.Connection, start: float, deadline: float) -> dict[str, dict[str, Any]]:
-        """The database query (already sent on conn) and a Redis PING, in flight together in this
-        thread until both answered or the deadline. While both are awaited the database's socket is
-        polled in 1 ms slices and Redis' checked between them, so each responseTime is its own
-        (to about 1 ms) and neither check waits for the other."""
+    def _both_in_flight(
+        self, conn: psycopg.Connection, audit: bool, start: float, deadline: float
+    ) -> dict[str, dict[str, Any]]:
+        """The database query (already sent on conn, auditing the tables when `audit`) and a Redis
+        PING, in flight together in this thread until both answered or the deadline. While both
+        are awaited the database's socket is polled in 1 ms slices and Redis' checked between them,
+        so each responseTime is its own (to about 1 ms) and neither check waits for the other."""
         pool = self.cache.connection_pool
         cache: redis.connection.Connection | None = None
         redis_result: dict[str, Any] | None = None
@@ -201,10 +231,10 @@ class Health:
                 pool.release(cache)
 
         def answered() -> tuple[tuple[bool, int, int, bool], float]:
-            result = self.db.health_answer(conn, deadline)
+            result = self.db.health_answer(conn, deadline, audit)
             elapsed = ((db_done or time.perf_counter()) - start) * 1000
             metrics.DB_QUERY_MS.observe(elapsed)
-            return result, elapsed
+            return self._with_audit(result), elapsed
 
         return {"database": self._database_result(answered, start), "redis": redis_result}
 
@@ -243,16 +273,17 @@ class Health:
         # check runs in the executor while Redis is checked here.
         start = time.perf_counter()
         deadline = time.monotonic() + self.timeout
-        sent = self.db.health_send() if self._redis_answered else None
+        audit = self._audit_due()
+        sent = self.db.health_send(audit) if self._redis_answered else None
         if sent is None:
-            future = self._executor.submit(self._timed_db_health)
+            future = self._executor.submit(self._timed_db_health, audit)
             cache = self.redis()
             database = self._database_result(
                 lambda: future.result(timeout=max(0.0, start + self.timeout - time.perf_counter())), start
             )
             checks = {"database": database, "redis": cache}
         else:
-            checks = self._both_in_flight(sent, start, deadline)
+            checks = self._both_in_flight(sent, audit, start, deadline)
         self._redis_answered = checks["redis"]["status"] != "down"
         for name, check in checks.items():
             if ERROR_KEY in check:
