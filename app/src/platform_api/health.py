@@ -185,37 +185,48 @@ class Health:
         self, conn: psycopg.Connection, audit: bool, start: float, deadline: float
     ) -> dict[str, dict[str, Any]]:
         """The database query (already sent on conn, auditing the tables when `audit`) and a Redis
-        PING, in flight together in this thread until both answered or the deadline. While both
-        are awaited the database's socket is polled in 1 ms slices and Redis' checked between them,
-        so each responseTime is its own (to about 1 ms) and neither check waits for the other."""
+        PING, in flight together in this thread until both answered or the deadline. Both sockets
+        wait in one poll, so the thread wakes when either answers and each responseTime is its own:
+        neither check waits for the other."""
         pool = self.cache.connection_pool
         cache: redis.connection.Connection | None = None
         redis_result: dict[str, Any] | None = None
+        redis_fd = -1
         try:
             cache = pool.get_connection()
             cache.send_command("PING")
+            # redis-py keeps the connected socket (plain or TLS) there; its answer is read below
+            # through redis-py, which has read nothing of it yet.
+            redis_fd = cache._sock.fileno()
         except Exception as exc:
             redis_result = self._redis_down(start, exc)
         db_done: float | None = None
         redis_done: float | None = None
-        db_events = 0
+        db_fd = conn.pgconn.socket
         poller = select.poll()
+        waiting_on: set[int] = set()  # the sockets registered with poller
+        if redis_fd >= 0:
+            poller.register(redis_fd, select.POLLIN)
+            waiting_on.add(redis_fd)
         try:
             while True:
-                if db_done is None and not (db_events := self.db.health_waiting_for(conn)):
-                    db_done = time.perf_counter()
-                if redis_result is None and redis_done is None and cache is not None and cache.can_read(0):
-                    redis_done = time.perf_counter()
-                waiting_db = db_done is None
-                waiting_redis = redis_result is None and redis_done is None
+                if db_done is None:
+                    if db_events := self.db.health_waiting_for(conn):
+                        poller.register(db_fd, db_events)  # again: the events may change
+                        waiting_on.add(db_fd)
+                    else:
+                        db_done = time.perf_counter()
+                        if db_fd in waiting_on:
+                            poller.unregister(db_fd)
+                            waiting_on.discard(db_fd)
                 remaining = deadline - time.monotonic()
-                if not (waiting_db or waiting_redis) or remaining <= 0:
+                if (db_done is not None and redis_fd not in waiting_on) or remaining <= 0:
                     break
-                if waiting_db:
-                    poller.register(conn.pgconn.socket, db_events)
-                    poller.poll(min(remaining, 0.001) * 1000 if waiting_redis else remaining * 1000)
-                elif cache is not None:
-                    cache.can_read(remaining)
+                for fd, _events in poller.poll(remaining * 1000):
+                    if fd == redis_fd and fd in waiting_on:  # an answer, or the connection closed
+                        redis_done = time.perf_counter()
+                        poller.unregister(fd)
+                        waiting_on.discard(fd)
             if redis_result is None and cache is not None:
                 if redis_done is None:
                     raise TimeoutError("no answer from Redis before the deadline")
