@@ -12,8 +12,10 @@ liveness, check (no cache: a database and Redis round trip per call, the
 anchor's a database one) and widgets.list (the session cookie, one tenant's
 page under RLS; --widget-json-items N gives every widget's `settings` N items,
 about 80 bytes each, for pages whose JSON columns are not tiny). Prints
-requests/s and p50/p99 of both and the ratios, then ours alone for metrics and
-the check with its cache. Loopback only; every run ends by itself.
+requests/s and p50/p99 of both and the ratios, then ours alone: the uncached
+check counting the tables' RLS on every call (HEALTH_RLS_AUDIT_INTERVAL=0, its
+ratio against the Node figure above), metrics, and the check with its cache.
+Loopback only; every run ends by itself.
 
     app/.venv/bin/python bench/app_health.py [--seconds 10] [--anchor DIR | --no-anchor] [--widget-json-items N]
 """
@@ -276,7 +278,7 @@ def main() -> int:
         if args.widget_json_items > 0:
             widen_settings(services.superuser_dsn(), args.widget_json_items)
 
-        def start_ours(ttl: float) -> str:
+        def start_ours(ttl: float, audit_interval: float | None = None) -> str:
             port = svc.free_port()
             env = {
                 **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
@@ -290,17 +292,19 @@ def main() -> int:
                 "GUNICORN_ACCESSLOG": "",
                 "LOG_LEVEL": "WARNING",
                 "HEALTH_CACHE_TTL": str(ttl),
+                **({"HEALTH_RLS_AUDIT_INTERVAL": str(audit_interval)} if audit_interval is not None else {}),
                 # Under the services' directory, which is removed when they stop.
                 "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-", dir=services.root),
             }
             log = services.root / f"gunicorn-{port}.log"
-            procs[f"ours-{ttl}"] = subprocess.Popen(
+            key = f"ours-{ttl}" + ("" if audit_interval is None else f"-audit-{audit_interval}")
+            procs[key] = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "python:platform_api.gunicorn_conf", "platform_api.wsgi:app"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log.open("w"),
             )
-            wait_ready(f"http://127.0.0.1:{port}/readyz", procs[f"ours-{ttl}"], log)
+            wait_ready(f"http://127.0.0.1:{port}/readyz", procs[key], log)
             return f"http://127.0.0.1:{port}"
 
         ours = start_ours(0.0)
@@ -338,6 +342,7 @@ def main() -> int:
         )
         head = f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         print(head)
+        node_figures: dict[str, dict] = {}
         for path in COMPARED:
             run = lambda p=path: wrk(ours + p, args.seconds, args.connections, procs["ours-0.0"].pid)  # noqa: E731
             mine = profiled(args.profile, procs["ours-0.0"], path, run, args.profile_idle)
@@ -345,13 +350,27 @@ def main() -> int:
             target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
             print(row(f"{label} ours", mine) + target)
             if theirs:
-                node = wrk(theirs + path, args.seconds, args.connections, procs["anchor"].pid)
+                node = node_figures[path] = wrk(theirs + path, args.seconds, args.connections, procs["anchor"].pid)
                 print(row(f"{'':{len(path)}} Node", node))
                 print(
                     f"{'':{len(path)}} ours/Node: req/s {mine['rps'] / node['rps']:.2f}x, "
                     f"p99 {mine['p99'] / node['p99']:.2f}x (aim: req/s >= 1.0x, p99 <= 1.0x)"
                 )
         stop(procs.pop("ours-0.0"))
+        # The check as above, but counting the tables with and without forced RLS on every call
+        # (HEALTH_RLS_AUDIT_INTERVAL=0) instead of at most every 5 s per worker.
+        audited = start_ours(0.0, audit_interval=0.0)
+        check = "/trpc/health.check"
+        wrk(audited + check, 2, args.connections)
+        r = wrk(audited + check, args.seconds, args.connections, procs["ours-0.0-audit-0.0"].pid)
+        print(row(f"{check} ours (no cache, RLS audit every call)", r))
+        if check in node_figures:
+            node = node_figures[check]
+            print(
+                f"{'':{len(check)}} ours/Node: req/s {r['rps'] / node['rps']:.2f}x, "
+                f"p99 {r['p99'] / node['p99']:.2f}x (Node's figure from the comparison above)"
+            )
+        stop(procs.pop("ours-0.0-audit-0.0"))
         cached = start_ours(args.cache_ttl)
         wrk(cached + OURS_ONLY[0], 2, args.connections)
         for path in OURS_ONLY:
