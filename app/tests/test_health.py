@@ -120,6 +120,18 @@ def test_a_check_has_both_in_flight_in_its_thread_and_times_each_on_its_own(serv
     assert DB_QUERY_MS._sum.get() - summed >= 300
 
 
+def test_check_answers_up_through_a_pgbouncer_restart(services, client):
+    """A check's query sent on a pooled connection that PgBouncer closed (restarted while the
+    connection sat idle) is sent again on a fresh one: the check stays 200 with the database up,
+    on the in-flight path (Redis answered the check before) as on the first."""
+    assert client.get("/trpc/health.check").status_code == 200
+    for _ in range(2):
+        services.restart_pgbouncer()
+        resp = client.get("/trpc/health.check")
+        assert resp.status_code == 200, resp.get_json()
+        assert resp.get_json()["result"]["data"]["checks"]["database"]["status"] == "up"
+
+
 def test_rls_missing_makes_database_down(services, client):
     import psycopg
 

@@ -202,7 +202,7 @@ class Health:
             redis_result = self._redis_down(start, exc)
         db_done: float | None = None
         redis_done: float | None = None
-        db_fd = conn.pgconn.socket
+        db_fd = -1  # the database's socket, once it is polled (a lost connection has none)
         poller = select.poll()
         waiting_on: set[int] = set()  # the sockets registered with poller
         if redis_fd >= 0:
@@ -212,6 +212,7 @@ class Health:
             while True:
                 if db_done is None:
                     if db_events := self.db.health_waiting_for(conn):
+                        db_fd = conn.pgconn.socket
                         poller.register(db_fd, db_events)  # again: the events may change
                         waiting_on.add(db_fd)
                     else:
