@@ -242,6 +242,12 @@ def row(label: str, r: dict) -> str:
     )
 
 
+def ratio(path: str, mine: dict, node: dict, note: str) -> str:
+    """The line under a procedure's rows: ours against Node, req/s and p99."""
+    rps, p99 = mine["rps"] / node["rps"], mine["p99"] / node["p99"]
+    return f"{'':{len(path)}} ours/Node: req/s {rps:.2f}x, p99 {p99:.2f}x ({note})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -297,15 +303,15 @@ def main() -> int:
                 "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-", dir=services.root),
             }
             log = services.root / f"gunicorn-{port}.log"
-            key = f"ours-{ttl}" + ("" if audit_interval is None else f"-audit-{audit_interval}")
-            procs[key] = subprocess.Popen(
+            base = f"http://127.0.0.1:{port}"
+            procs[base] = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", "python:platform_api.gunicorn_conf", "platform_api.wsgi:app"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log.open("w"),
             )
-            wait_ready(f"http://127.0.0.1:{port}/readyz", procs[key], log)
-            return f"http://127.0.0.1:{port}"
+            wait_ready(base + "/readyz", procs[base], log)
+            return base
 
         ours = start_ours(0.0)
         theirs = ""
@@ -344,37 +350,30 @@ def main() -> int:
         print(head)
         node_figures: dict[str, dict] = {}
         for path in COMPARED:
-            run = lambda p=path: wrk(ours + p, args.seconds, args.connections, procs["ours-0.0"].pid)  # noqa: E731
-            mine = profiled(args.profile, procs["ours-0.0"], path, run, args.profile_idle)
+            run = lambda p=path: wrk(ours + p, args.seconds, args.connections, procs[ours].pid)  # noqa: E731
+            mine = profiled(args.profile, procs[ours], path, run, args.profile_idle)
             label = path + (" (no cache)" if path.endswith("check") else "")
             target = f" target p99 {TARGETS_MS[path]} ms" if path in TARGETS_MS else ""
             print(row(f"{label} ours", mine) + target)
             if theirs:
                 node = node_figures[path] = wrk(theirs + path, args.seconds, args.connections, procs["anchor"].pid)
                 print(row(f"{'':{len(path)}} Node", node))
-                print(
-                    f"{'':{len(path)}} ours/Node: req/s {mine['rps'] / node['rps']:.2f}x, "
-                    f"p99 {mine['p99'] / node['p99']:.2f}x (aim: req/s >= 1.0x, p99 <= 1.0x)"
-                )
-        stop(procs.pop("ours-0.0"))
+                print(ratio(path, mine, node, "aim: req/s >= 1.0x, p99 <= 1.0x"))
+        stop(procs.pop(ours))
         # The check as above, but counting the tables with and without forced RLS on every call
         # (HEALTH_RLS_AUDIT_INTERVAL=0) instead of at most every 5 s per worker.
         audited = start_ours(0.0, audit_interval=0.0)
         check = "/trpc/health.check"
         wrk(audited + check, 2, args.connections)
-        r = wrk(audited + check, args.seconds, args.connections, procs["ours-0.0-audit-0.0"].pid)
+        r = wrk(audited + check, args.seconds, args.connections, procs[audited].pid)
         print(row(f"{check} ours (no cache, RLS audit every call)", r))
         if check in node_figures:
-            node = node_figures[check]
-            print(
-                f"{'':{len(check)}} ours/Node: req/s {r['rps'] / node['rps']:.2f}x, "
-                f"p99 {r['p99'] / node['p99']:.2f}x (Node's figure from the comparison above)"
-            )
-        stop(procs.pop("ours-0.0-audit-0.0"))
+            print(ratio(check, r, node_figures[check], "Node's figure from the comparison above"))
+        stop(procs.pop(audited))
         cached = start_ours(args.cache_ttl)
         wrk(cached + OURS_ONLY[0], 2, args.connections)
         for path in OURS_ONLY:
-            r = wrk(cached + path, args.seconds, args.connections, procs[f"ours-{args.cache_ttl}"].pid)
+            r = wrk(cached + path, args.seconds, args.connections, procs[cached].pid)
             print(row(f"{path} ours (cache {args.cache_ttl:g} s)", r) + f" target p99 {TARGETS_MS[path]} ms")
         return 0
     finally:
